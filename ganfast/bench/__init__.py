@@ -1,0 +1,58 @@
+"""``ganfast bench``: ganfast's backends against PyTorch eager and ``torch.compile``.
+
+One module per op holds its cases (``ganfast/bench/<op>.py``, a ``cases()``
+function returning :class:`~ganfast.bench.case.BenchCase` objects); this
+table maps op names to those modules.  A new op adds its module and one line
+here, and gets the command, the JSON and the pytest-benchmark suite
+(``bench/bench_<op>.py``) from the shared runner.
+
+Nothing here touches a device or imports an op at import time.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Dict, List
+
+from .case import BenchCase
+
+# op name -> module defining cases() for it.
+CASE_MODULES: Dict[str, str] = {
+    "bias_act": "ganfast.bench.bias_act",
+}
+
+
+def bench_ops() -> List[str]:
+    """Ops that have benchmark cases."""
+    return sorted(CASE_MODULES)
+
+
+class UnknownOp(ValueError):
+    pass
+
+
+def check_ops(names: List[str]) -> List[str]:
+    """``names`` without duplicates, or :class:`UnknownOp` naming the valid ones."""
+    unknown = [n for n in names if n not in CASE_MODULES]
+    if unknown:
+        raise UnknownOp(
+            f"unknown op{'s' if len(unknown) > 1 else ''} {', '.join(repr(n) for n in unknown)}; "
+            f"ops with benchmarks: {', '.join(bench_ops())}"
+        )
+    return list(dict.fromkeys(names))
+
+
+def load_cases(op: str, quick: bool = False) -> List[BenchCase]:
+    """The ``--quick`` set (``quick=True``) or the full set of ``op``'s cases."""
+    check_ops([op])
+    module = importlib.import_module(CASE_MODULES[op])
+    return [c for c in module.cases() if c.quick == quick]
+
+
+def all_cases(op: str) -> List[BenchCase]:
+    """Every case of ``op``, quick and full."""
+    check_ops([op])
+    return list(importlib.import_module(CASE_MODULES[op]).cases())
+
+
+__all__ = ["CASE_MODULES", "BenchCase", "UnknownOp", "all_cases", "bench_ops", "check_ops", "load_cases"]

@@ -1,0 +1,200 @@
+"""The ``ganfast`` command (also ``python -m ganfast``).
+
+Subcommands live here as thin argument parsers; the work is done in the
+package that owns it (``ganfast.bench`` for ``bench``).  ``doctor`` is
+implemented here: it only reads and reports, and always exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+from typing import Any, Callable, List, Optional, Sequence
+
+from ._version import __version__
+
+
+# --- doctor ---------------------------------------------------------------
+
+
+def _line(label: str, value: Any, width: int = 18) -> None:
+    print(f"  {label:<{width}} {value}")
+
+
+def _guard(fn: Callable[[], Any], what: str) -> Any:
+    """Run one probe; report its failure instead of ending the report."""
+    try:
+        return fn()
+    except Exception as err:
+        _line(what, f"could not be determined: {type(err).__name__}: {err}")
+        return None
+
+
+def _nvcc() -> str:
+    path = shutil.which("nvcc")
+    if path is None:
+        return "not found on PATH (the CUDA extension is built only where nvcc is found)"
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30, check=False).stdout
+    except (OSError, subprocess.SubprocessError) as err:
+        return f"{path} (`nvcc --version` failed: {err})"
+    m = re.search(r"release ([\d.]+), (V[\w.]+)", out)
+    return f"{path} (release {m.group(1)}, {m.group(2)})" if m else f"{path} ({out.strip().splitlines()[-1:]})"
+
+
+def _versions() -> None:
+    import torch
+
+    print("versions")
+    _line("ganfast", f"{__version__} ({os.path.dirname(os.path.abspath(__file__))})")
+    _line("python", f"{platform.python_version()} ({sys.executable})")
+    _line("torch", torch.__version__)
+    cuda = torch.version.cuda
+    _line("CUDA runtime", f"{cuda} (torch's)" if cuda else "none: this torch is a CPU-only build")
+    if importlib.util.find_spec("triton") is None:
+        _line("triton", "not installed")
+    else:
+        def triton_version() -> str:
+            import triton
+            return triton.__version__
+        _line("triton", _guard(triton_version, "triton"))
+    _line("nvcc", _nvcc())
+
+
+def _extension() -> None:
+    print("CUDA extension (ganfast._C)")
+    try:
+        from . import _cuda
+    except Exception as err:
+        _line("ganfast._cuda", f"not importable: {type(err).__name__}: {err}")
+        return
+    info = _guard(_cuda.build_info, "build info")
+    if isinstance(info, dict):
+        for key in ("cuda", "reason", "nvcc", "archs"):
+            _line(f"build {key}", info.get(key, "-"))
+        for key in sorted(set(info) - {"cuda", "reason", "nvcc", "archs"}):
+            _line(f"build {key}", info[key])
+    elif info is not None:
+        _line("build info", info)
+    st = _guard(_cuda.status, "ganfast._C")
+    if st is not None:
+        _line("ganfast._C", "built and loadable" if st else f"not loadable: {getattr(st, 'reason', st)}")
+
+
+def _gpus() -> None:
+    import torch
+
+    print("GPU")
+    if not torch.cuda.is_available():
+        _line("CUDA device", "none visible to torch (torch.cuda.is_available() is False)")
+        return
+    for i in range(torch.cuda.device_count()):
+        p = torch.cuda.get_device_properties(i)
+        _line(f"cuda:{i}", f"{p.name}, capability {p.major}.{p.minor}, {p.total_memory / 2**30:.1f} GiB, "
+                           f"{p.multi_processor_count} SMs")
+
+
+def _backend_choice() -> None:
+    import ganfast
+
+    print("backend selection")
+    _line("current backend", f"{ganfast.current_backend()} (ganfast.current_backend())")
+    _line("GANFAST_BACKEND", os.environ.get("GANFAST_BACKEND", "<unset>"))
+    interp = os.environ.get("TRITON_INTERPRET")
+    meaning = ("Triton kernels run on CPU tensors through the interpreter (slow: for tests)" if interp == "1"
+               else "Triton kernels run on CUDA tensors only")
+    _line("TRITON_INTERPRET", f"{interp if interp is not None else '<unset>'} ({meaning})")
+
+
+def _op_backends() -> None:
+    import torch
+
+    from . import _backend
+
+    print("backends per op")
+    try:
+        ops = _backend.ops()
+    except Exception as err:
+        _line("ops", f"could not be loaded: {type(err).__name__}: {err}")
+        return
+    if not ops:
+        _line("ops", "none registered")
+        return
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for op in ops:
+        for dev in devices:
+            for backend in _backend.BACKENDS:
+                try:
+                    a = _backend.status(op, backend, dev)
+                    state = "available" if a else f"unavailable: {a.reason}"
+                except Exception as err:
+                    state = f"unknown: the check failed: {type(err).__name__}: {err}"
+                print(f"  {op:<14} {dev:<5} {backend:<7} {state}")
+
+
+def doctor(args: argparse.Namespace) -> int:
+    """Print what ganfast can run here and why the rest cannot; always exits 0."""
+    print(f"ganfast doctor ({__version__})")
+    for section in (_versions, _extension, _gpus, _backend_choice, _op_backends):
+        try:
+            section()
+        except Exception as err:  # a report, not a check: keep going
+            print(f"  ({section.__name__.strip('_')} failed: {type(err).__name__}: {err})")
+    return 0
+
+
+# --- bench ----------------------------------------------------------------
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import command
+
+    return command.run(args, argv=args._argv)
+
+
+# --- entry point ------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ganfast",
+        description="ganfast: fused Triton and CUDA kernels for GANs in PyTorch.",
+    )
+    parser.add_argument("--version", action="version", version=f"ganfast {__version__}")
+    sub = parser.add_subparsers(dest="command", title="commands")
+    sub.required = True
+
+    p = sub.add_parser("doctor", help="versions, GPU, extension build, and which backends can run here (and why not)")
+    p.set_defaults(func=doctor)
+
+    p = sub.add_parser(
+        "bench",
+        help="time ganfast's backends against PyTorch eager and torch.compile",
+        description="Time every available ganfast backend of each op against the unfused PyTorch a user would "
+                    "write (eager) and torch.compile of it, forward and forward+backward, and print one table "
+                    "with GB/s and TFLOP/s against the device's peaks measured at start. Exits 1 if a "
+                    "provider fails or disagrees with the float64 reference.",
+    )
+    from .bench import command
+
+    command.add_arguments(p)
+    p.set_defaults(func=_bench)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args._argv = argv
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
