@@ -146,9 +146,11 @@ def _fmt_ms(r: Row) -> str:
 
 
 def _sig(x: Optional[float], suffix: str = "") -> str:
-    """Three significant figures, no exponent for ordinary magnitudes (1,234 / 12.3 / 0.0123)."""
+    """Three significant figures: 1,234 / 12.3 / 0.0123 / 2.17e-05."""
     if x is None:
         return "-"
+    if x != 0 and abs(x) < 1e-3:
+        return f"{x:.2e}{suffix}"
     if x == 0 or abs(x) >= 100:
         return f"{x:,.0f}{suffix}"
     digits = max(0, 2 - math.floor(math.log10(abs(x))))
