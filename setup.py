@@ -163,9 +163,19 @@ class CudaBuildError(RuntimeError):
 
 
 def first_error(lines: List[str]) -> str:
-    for line in lines:
-        if re.search(r"\berror\b|CMake Error|FAILED", line, re.IGNORECASE) and "-Werror" not in line:
-            return line.strip()
+    """The line of a build log most likely to say what went wrong."""
+    patterns = (
+        r"CMake Error|\berror( [A-Z]*\d+)?:",  # CMake, gcc/nvcc ("file(12): error: ..."), MSVC-style
+        r"\berror\b",
+        r"FAILED|failed",
+    )
+    for pattern in patterns:
+        for i, line in enumerate(lines):
+            if re.search(pattern, line) and "-Werror" not in line and not line.startswith("$ "):
+                if line.rstrip().endswith(":"):  # CMake puts the message on the next lines
+                    more = [n.strip() for n in lines[i + 1 : i + 4] if n.strip()]
+                    return " ".join([line.strip()] + more[:1])
+                return line.strip()
     return lines[-1].strip() if lines else "no output"
 
 
