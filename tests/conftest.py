@@ -23,11 +23,6 @@ import torch  # noqa: E402
 HAS_CUDA = torch.cuda.is_available()
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "gpu: needs a CUDA device (skipped without one)")
-    config.addinivalue_line("markers", "slow: takes more than a few seconds on the CPU")
-
-
 def pytest_collection_modifyitems(config, items):
     if HAS_CUDA:
         return
