@@ -131,11 +131,14 @@ def _pre(x: Tensor, bias: Optional[Tensor], dim: int) -> Tensor:
     return z
 
 
-def _clamp_mask(y0: Tensor, clamp: Optional[float]) -> Optional[Tensor]:
+def _through_clamp(grad: Tensor, z: Tensor, spec: Activation, alpha: float, gain: float,
+                   clamp: Optional[float]) -> Tensor:
+    """``grad`` (in z's dtype) after clamp's backward: a select, inclusive at the bounds, as torch's."""
+    g = grad.to(z.dtype)
     if clamp is None:
-        return None
-    # torch.clamp's gradient passes where min <= y0 <= max (inclusive).
-    return (y0 >= -clamp) & (y0 <= clamp)
+        return g
+    y0 = spec.fn(z, alpha) * gain
+    return torch.where((y0 >= -clamp) & (y0 <= clamp), g, torch.zeros((), dtype=g.dtype, device=g.device))
 
 
 def bias_act(
@@ -173,13 +176,8 @@ def bias_act_grad(
     """
     spec = ACTIVATIONS[canonical_act(act)]
     z = _pre(x, bias, dim)
-    g = grad.to(z.dtype)
-    # Chain rule in torch's order: clamp's backward (a select), the gain, then
-    # the activation's backward.
-    mask = _clamp_mask(spec.fn(z, negative_slope) * gain, clamp)
-    if mask is not None:
-        g = torch.where(mask, g, torch.zeros((), dtype=g.dtype, device=g.device))
-    d = spec.backward(g * gain, z, negative_slope)
+    # Chain rule in torch's order: clamp's backward, the gain, then the activation's backward.
+    d = spec.backward(_through_clamp(grad, z, spec, negative_slope, gain, clamp) * gain, z, negative_slope)
     return d.to(x.dtype)
 
 
@@ -209,9 +207,6 @@ def bias_act_grad2(
     if spec.grad2 is None:
         raise ValueError(f"act {act!r} has no second-derivative term")
     z = _pre(x, bias, dim)
-    g = grad.to(z.dtype)
-    mask = _clamp_mask(spec.fn(z, negative_slope) * gain, clamp)
-    if mask is not None:
-        g = torch.where(mask, g, torch.zeros((), dtype=g.dtype, device=g.device))
+    g = _through_clamp(grad, z, spec, negative_slope, gain, clamp)
     out = grad_dz.to(z.dtype) * (g * gain) * spec.grad2(z, negative_slope)
     return out
