@@ -1,5 +1,7 @@
-"""Drop-in modules built on :mod:`ganfast.ops`."""
+"""Drop-in modules built on :mod:`ganfast.ops`, and :func:`convert`."""
 
 from .bias_act import BiasAct
+from .conv_bn_act import ConvBNLeakyReLU2d
+from .convert import convert
 
-__all__ = ["BiasAct"]
+__all__ = ["BiasAct", "ConvBNLeakyReLU2d", "convert"]

@@ -1,0 +1,196 @@
+"""``batch_norm_act``: training-mode BatchNorm + LeakyReLU as two passes over the activation.
+
+The stage after the convolution in both fused conv blocks
+(:func:`ganfast.ops.conv_bn_act`, and the transposed-convolution block).
+Eager PyTorch runs it as BatchNorm (a statistics pass and a normalise pass)
+then LeakyReLU (another read and write of the whole activation), and saves
+both the BatchNorm input and output for the backward.  Here:
+
+forward   one statistics pass (per-tile Welford/Chan partials, merged in
+          float64: no E[x^2] - E[x]^2 cancellation), then one pass that
+          normalises, applies the affine and the activation: read y twice,
+          write out once.  Only y (and two C-vectors) is saved.
+backward  one reduction pass (sums of gz and gz * (y - mean), gz being the
+          gradient before the activation), then one pass that writes dy:
+          BatchNorm's and LeakyReLU's backward fused.
+
+Derivatives: first order runs the selected backend's kernels
+(``ganfast::batch_norm_act_backward``).  When the backward itself must be
+differentiable (``create_graph=True``: WGAN-GP, R1), the backward is instead
+recomputed through the reference (``F.batch_norm`` + ``F.leaky_relu``) with
+autograd, which supports every order; that is slower, and only taken on
+penalty steps.
+
+Running statistics are not touched here: the callers update them from the
+returned batch mean and biased variance, exactly as ``nn.BatchNorm2d`` does.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Optional, Tuple
+
+import torch
+
+from .. import _backend, _layout
+from ..ref import batch_norm_act as ref
+from ..ref.bias_act import compute_dtype
+
+Tensor = torch.Tensor
+
+OP = "batch_norm_act"
+
+
+def _torch_impl():
+    def scale_shift_act(y, scale, shift, negative_slope):
+        return _layout.like_layout_of(ref.scale_shift_act(y, scale, shift, negative_slope), y)
+
+    def bn_act_backward_apply(grad, y, *args):
+        return _layout.like_layout_of(ref.bn_act_backward_apply(grad, y, *args), y)
+
+    return types.SimpleNamespace(
+        channel_stats=ref.channel_stats,
+        scale_shift_act=scale_shift_act,
+        scale_shift_act_backward_reduce=ref.scale_shift_act_backward_reduce,
+        bn_act_backward_apply=bn_act_backward_apply,
+    )
+
+
+def _triton_impl():
+    from ganfast.kernels import batch_norm
+
+    return batch_norm
+
+
+def register_backends(op: str) -> None:
+    """Register this op's implementations under ``op`` (the fused conv blocks share them)."""
+    _backend.register_op(op, auto_order=("triton", "torch"))
+    _backend.register(op, "torch", _torch_impl)
+    _backend.register(op, "triton", _triton_impl)
+
+
+register_backends(OP)
+
+
+def _scale_shift(weight, bias, mean, var, eps) -> Tuple[Tensor, Tensor, Tensor]:
+    invstd = torch.rsqrt(var + eps)
+    scale = invstd * weight.to(invstd.dtype) if weight is not None else invstd
+    shift = -mean * scale
+    if bias is not None:
+        shift = shift + bias.to(invstd.dtype)
+    return invstd, scale, shift
+
+
+@torch.library.custom_op("ganfast::batch_norm_act", mutates_args=())
+def _batch_norm_act_op(
+    y: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], eps: float, negative_slope: float, backend: str
+) -> Tuple[Tensor, Tensor, Tensor]:
+    """(out, batch mean, biased batch variance); statistics in float32 (float64 for float64 y)."""
+    _, impl = _backend.select(OP, backend, y.device)
+    mean, var = impl.channel_stats(y)
+    _, scale, shift = _scale_shift(weight, bias, mean, var, eps)
+    return impl.scale_shift_act(y, scale, shift, negative_slope), mean, var
+
+
+@_batch_norm_act_op.register_fake
+def _(y, weight, bias, eps, negative_slope, backend):
+    stats = y.new_empty((y.shape[1],), dtype=compute_dtype(y.dtype))
+    return torch.empty_like(y), stats, torch.empty_like(stats)
+
+
+@torch.library.custom_op("ganfast::batch_norm_act_backward", mutates_args=())
+def _batch_norm_act_backward_op(
+    grad: Tensor,
+    y: Tensor,
+    weight: Optional[Tensor],
+    bias: Optional[Tensor],
+    mean: Tensor,
+    var: Tensor,
+    eps: float,
+    negative_slope: float,
+    backend: str,
+) -> Tuple[Tensor, Tensor, Tensor]:
+    """(dy, d weight, d bias); the last two in the statistics dtype, as if affine."""
+    _, impl = _backend.select(OP, backend, y.device)
+    grad = _layout.like(grad, _layout.dense(y)) if y.numel() else grad
+    invstd, scale, shift = _scale_shift(weight, bias, mean, var, eps)
+    sum_gz, sum_gz_xc = impl.scale_shift_act_backward_reduce(grad, y, scale, shift, mean, negative_slope)
+    count = y.numel() // y.shape[1]
+    dy = impl.bn_act_backward_apply(grad, y, scale, shift, mean, invstd, scale, sum_gz, sum_gz_xc, count,
+                                    negative_slope)
+    return dy, sum_gz_xc * invstd, sum_gz
+
+
+@_batch_norm_act_backward_op.register_fake
+def _(grad, y, weight, bias, mean, var, eps, negative_slope, backend):
+    return torch.empty_like(y), torch.empty_like(mean), torch.empty_like(mean)
+
+
+def _setup(ctx, inputs, output):
+    y, weight, bias, eps, negative_slope, backend = inputs
+    _, mean, var = output
+    ctx.mark_non_differentiable(mean, var)
+    ctx.save_for_backward(y, weight, bias, mean, var)
+    ctx.params = (eps, negative_slope, backend)
+
+
+def _backward(ctx, grad, _grad_mean, _grad_var):
+    y, weight, bias, mean, var = ctx.saved_tensors
+    eps, negative_slope, backend = ctx.params
+    needs = ctx.needs_input_grad[:3]
+    if torch.is_grad_enabled():
+        # create_graph=True: the gradient must itself be differentiable.
+        # Recompute through the reference (documented in the module docstring).
+        wrt = [t for t, n in zip((y, weight, bias), needs) if n]
+        with torch.enable_grad():
+            out = ref.batch_norm_act(y, None, None, weight, bias, True, 0.0, eps, negative_slope)
+            got = iter(torch.autograd.grad(out, wrt, grad, create_graph=True, allow_unused=True))
+        grads = [next(got) if n else None for n in needs]
+        grads = [torch.zeros_like(t) if g is None and n else g for g, t, n in zip(grads, (y, weight, bias), needs)]
+        return grads[0], grads[1], grads[2], None, None, None
+    dy, dweight, dbias = _batch_norm_act_backward_op(grad, y, weight, bias, mean, var, eps, negative_slope, backend)
+    return (
+        dy if needs[0] else None,
+        dweight.to(weight.dtype) if needs[1] else None,
+        dbias.to(bias.dtype) if needs[2] else None,
+        None,
+        None,
+        None,
+    )
+
+
+_batch_norm_act_op.register_autograd(_backward, setup_context=_setup)
+
+
+def batch_norm_act_train(
+    y: Tensor,
+    weight: Optional[Tensor],
+    bias: Optional[Tensor],
+    running_mean: Optional[Tensor],
+    running_var: Optional[Tensor],
+    momentum: float,
+    eps: float,
+    negative_slope: float,
+    backend: str,
+) -> Tensor:
+    """``leaky_relu(F.batch_norm(y, training=True))`` with the running statistics updated in place.
+
+    Arguments are assumed checked by the caller (the public conv ops).
+    ``momentum`` is the exponential-average factor as ``F.batch_norm`` takes
+    it (``nn.BatchNorm2d`` passes ``1 / num_batches_tracked`` when its own
+    momentum is None).
+    """
+    count = y.numel() // y.shape[1]
+    if count <= 1:
+        raise ValueError(f"Expected more than 1 value per channel when training, got input size {list(y.shape)}")
+    out, mean, var = _batch_norm_act_op(y, weight, bias, eps, negative_slope, backend)
+    if running_mean is not None:
+        with torch.no_grad():
+            running_mean.mul_(1 - momentum).add_(mean.to(running_mean.dtype), alpha=momentum)
+            unbiased = var * (count / (count - 1))
+            running_var.mul_(1 - momentum).add_(unbiased.to(running_var.dtype), alpha=momentum)
+    return out
+
+
+#: Registered ops of this module, for opcheck.
+CUSTOM_OPS = (_batch_norm_act_op, _batch_norm_act_backward_op)
