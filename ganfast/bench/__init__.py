@@ -19,6 +19,7 @@ from .case import BenchCase
 # op name -> module defining cases() for it.
 CASE_MODULES: Dict[str, str] = {
     "bias_act": "ganfast.bench.bias_act",
+    "conv_bn_act": "ganfast.bench.conv_bn_act",
 }
 
 
