@@ -11,9 +11,8 @@ import ganfast
 from ganfast import testing
 from ganfast.ops.batch_norm_act import CUSTOM_OPS
 
-from conftest import HAS_CUDA
+from block_checks import DEVICE, check_steps
 
-DEVICE = "cuda" if HAS_CUDA else "cpu"
 BACKENDS = ["torch", "triton"]
 
 # (in, out, kernel, stride, padding, N, H, W)
@@ -38,61 +37,12 @@ def _pair(cin, cout, k, s, p, slope=0.2, bias=False, **bn_kw):
     return fused, seq
 
 
-def _check_steps(fused, seq, make_x, dtype, steps=3):
-    """Train steps then eval: outputs, every gradient and the running statistics match (float64 reference)."""
-    ref = copy.deepcopy(seq).double()
-    fused = fused.to(DEVICE)
-    for mode in ["train"] * steps + ["eval"]:
-        fused.train(mode == "train")
-        ref.train(mode == "train")
-        x = make_x()
-        xf = x.to(DEVICE, dtype).requires_grad_()
-        xr = xf.detach().double().cpu().requires_grad_()
-        with torch.autocast(DEVICE, enabled=False):
-            out = fused(xf)
-        want = ref(xr)
-        if mode == "eval" and dtype in (torch.float16, torch.bfloat16):
-            # Folding BatchNorm into half-precision weights rounds w * gamma / std once more than
-            # eager does; the criterion is eager's own error in the same dtype.
-            eager = copy.deepcopy(ref).to(dtype).eval()(xr.detach().to(dtype)).double()
-            err, err_eager = (out.cpu().double() - want).abs().max(), (eager - want).abs().max()
-            assert err <= 2 * err_eager + 1e-3 * want.abs().max(), (float(err), float(err_eager))
-        else:
-            testing.assert_close(out.cpu(), want, dtype, 0, f"{mode} output")
-        g = torch.randn(want.shape, dtype=torch.float64)
-        out.backward(g.to(out.device, out.dtype))
-        want.backward(g)
-        testing.assert_close(xf.grad.cpu(), xr.grad, dtype, 1, f"{mode} grad x")
-        pairs = [(fused.conv.weight, ref[0].weight, "conv.weight")]
-        if fused.conv.bias is not None:
-            pairs.append((fused.conv.bias, ref[0].bias, "conv.bias"))
-        if fused.bn.affine:
-            pairs += [(fused.bn.weight, ref[1].weight, "bn.weight"), (fused.bn.bias, ref[1].bias, "bn.bias")]
-        for a, b, name in pairs:
-            if name == "conv.bias" and mode == "train":
-                # Batch statistics cancel any per-channel constant: the exact gradient is 0, and both
-                # sides hold only rounding noise, small against the other gradients.
-                assert a.grad.abs().max() <= 1e-4 * xf.grad.abs().max() * xf[0].numel()
-            else:
-                testing.assert_close(a.grad.cpu(), b.grad, dtype, 1, f"{mode} grad {name}")
-            a.grad = None
-            b.grad = None
-        if fused.bn.track_running_stats:
-            # Half-precision buffers are rounded at every update (as in torch.nn): judged like an
-            # accumulated quantity, with the first-derivative tolerance of their dtype.
-            stat_dtype = fused.bn.running_mean.dtype
-            order = 0 if stat_dtype in (torch.float32, torch.float64) else 1
-            testing.assert_close(fused.bn.running_mean.cpu(), ref[1].running_mean, stat_dtype, order, "running_mean")
-            testing.assert_close(fused.bn.running_var.cpu(), ref[1].running_var, stat_dtype, order, "running_var")
-            assert int(fused.bn.num_batches_tracked) == int(ref[1].num_batches_tracked)
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("cin,cout,k,s,p,n,h,w", CONFIGS)
 def test_train_steps_and_eval_match_sequential(backend, cin, cout, k, s, p, n, h, w, gen):
     fused, seq = _pair(cin, cout, k, s, p, bias=(k == 3))
     fused.backend = backend
-    _check_steps(fused, seq, lambda: torch.randn(n, cin, h, w, generator=gen, dtype=torch.float64) * 2 + 0.5,
+    check_steps(fused, seq, lambda: torch.randn(n, cin, h, w, generator=gen, dtype=torch.float64) * 2 + 0.5,
                  torch.float32)
 
 
@@ -110,7 +60,7 @@ def test_train_steps_and_eval_match_sequential(backend, cin, cout, k, s, p, n, h
 def test_batch_norm_options(backend, bn_kw, slope, gen):
     fused, seq = _pair(3, 5, 3, 1, 1, slope=slope, **bn_kw)
     fused.backend = backend
-    _check_steps(fused, seq, lambda: torch.randn(2, 3, 5, 7, generator=gen, dtype=torch.float64), torch.float32)
+    check_steps(fused, seq, lambda: torch.randn(2, 3, 5, 7, generator=gen, dtype=torch.float64), torch.float32)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -124,7 +74,7 @@ def test_half_precision(backend, dtype, gen):
     fused.backend = backend
     # The reference runs the same (half-rounded) weights in float64.
     seq.load_state_dict({k: v.to(dtype) if v.is_floating_point() else v for k, v in seq.state_dict().items()})
-    _check_steps(fused, seq, lambda: torch.randn(4, 3, 8, 8, generator=gen, dtype=torch.float64), dtype, steps=2)
+    check_steps(fused, seq, lambda: torch.randn(4, 3, 8, 8, generator=gen, dtype=torch.float64), dtype, steps=2)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -135,7 +85,7 @@ def test_channels_last(backend, gen):
     x = torch.randn(3, 3, 8, 6, generator=gen).to(DEVICE).to(memory_format=torch.channels_last)
     out = copy.deepcopy(fused)(x)
     assert out.is_contiguous(memory_format=torch.channels_last)
-    _check_steps(fused, seq, lambda: torch.randn(3, 3, 8, 6, generator=gen, dtype=torch.float64)
+    check_steps(fused, seq, lambda: torch.randn(3, 3, 8, 6, generator=gen, dtype=torch.float64)
                  .to(memory_format=torch.channels_last), torch.float32, steps=2)
 
 

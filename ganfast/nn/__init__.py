@@ -2,6 +2,7 @@
 
 from .bias_act import BiasAct
 from .conv_bn_act import ConvBNLeakyReLU2d
+from .conv_transpose_bn_act import ConvTransposeBNReLU2d
 from .convert import convert
 
-__all__ = ["BiasAct", "ConvBNLeakyReLU2d", "convert"]
+__all__ = ["BiasAct", "ConvBNLeakyReLU2d", "ConvTransposeBNReLU2d", "convert"]

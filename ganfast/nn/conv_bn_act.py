@@ -34,7 +34,86 @@ def bn_forward_args(bn: nn.modules.batchnorm._BatchNorm):
     )
 
 
-class ConvBNLeakyReLU2d(nn.Module):
+class _ConvBNAct(nn.Module):
+    """Shared body of the fused conv -> BatchNorm2d -> LeakyReLU/ReLU layers.
+
+    Subclasses name the conv type they hold (``conv_type``), the fused op
+    (``_fused``) and any extra unsupported configuration (``_unsupported``).
+    """
+
+    conv_type = nn.Conv2d
+
+    @classmethod
+    def from_modules(cls, conv: nn.Module, bn: nn.BatchNorm2d, act: Optional[nn.Module] = None,
+                     backend: str = "auto"):
+        """The fused layer computing ``act(bn(conv(x)))``, sharing ``conv`` and ``bn`` (not copies).
+
+        ``act`` must be an ``nn.LeakyReLU`` or an ``nn.ReLU``.
+        """
+        if not isinstance(conv, cls.conv_type):
+            raise TypeError(f"conv must be an nn.{cls.conv_type.__name__}; got {type(conv).__name__}")
+        if not isinstance(bn, nn.BatchNorm2d):
+            raise TypeError(f"bn must be an nn.BatchNorm2d; got {type(bn).__name__}")
+        if bn.num_features != conv.out_channels:
+            raise ValueError(f"bn.num_features ({bn.num_features}) must equal conv.out_channels ({conv.out_channels})")
+        layer = cls.__new__(cls)
+        nn.Module.__init__(layer)
+        layer._setup(conv, bn, activation_slope(act), backend)
+        return layer
+
+    def _setup(self, conv: nn.Module, bn: nn.BatchNorm2d, negative_slope: float, backend: str) -> None:
+        self.conv = conv
+        self.bn = bn
+        self.negative_slope = float(negative_slope)
+        self.backend = _backend._check_name(backend)
+        self._warned = False
+
+    def fused_supported(self, x: torch.Tensor) -> Optional[str]:
+        """None when the fused path covers this layer and input, else why not."""
+        conv = self.conv
+        if conv.groups != 1:
+            return f"groups={conv.groups}"
+        if tuple(conv.dilation) != (1, 1):
+            return f"dilation={tuple(conv.dilation)}"
+        if conv.padding_mode != "zeros":
+            return f"padding_mode={conv.padding_mode!r}"
+        if isinstance(conv.padding, str):
+            return f"padding={conv.padding!r}"
+        if max(conv.kernel_size) > MAX_KERNEL:
+            return f"kernel_size={tuple(conv.kernel_size)}"
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.dtype not in SUPPORTED_DTYPES:
+            return "input that is not a 4-D floating-point tensor"
+        return self._unsupported()
+
+    def _unsupported(self) -> Optional[str]:
+        return None
+
+    def _unfused(self, x: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu(self.bn(self.conv(x)), self.negative_slope)
+
+    def _fused(self, x, training, momentum, running_mean, running_var, backend) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        reason = self.fused_supported(x)
+        if reason is not None:
+            if not self._warned:
+                warnings.warn(f"{type(self).__name__}: {reason} is not covered by the fused kernels; "
+                              f"running the unfused torch.nn layers", stacklevel=2)
+                self._warned = True
+            return self._unfused(x)
+        training, factor, running_mean, running_var = bn_forward_args(self.bn)
+        return self._fused(x, training, factor, running_mean, running_var,
+                           None if self.backend == "auto" else self.backend)
+
+    def extra_repr(self) -> str:
+        extra = f"negative_slope={self.negative_slope}"
+        if self.backend != "auto":
+            extra += f", backend={self.backend!r}"
+        return extra
+
+
+class ConvBNLeakyReLU2d(_ConvBNAct):
     """``Conv2d -> BatchNorm2d -> LeakyReLU(negative_slope)`` as one fused layer.
 
     Parameters and buffers live in the children ``conv`` (an ``nn.Conv2d``)
@@ -47,12 +126,13 @@ class ConvBNLeakyReLU2d(nn.Module):
     gives ReLU.
 
     Configurations the fused path does not cover (dilation, groups, a
-    padding mode other than zeros, kernels over 7, integer or complex
-    inputs, non-4-D inputs) run the unfused children instead, with one
-    warning per layer.
+    padding mode other than zeros, kernels over 7, non-floating or non-4-D
+    inputs) run the unfused children instead, with one warning per layer.
 
     ``backend``: ``"auto"`` follows the global choice (:func:`ganfast.use_backend`).
     """
+
+    conv_type = nn.Conv2d
 
     def __init__(
         self,
@@ -73,83 +153,19 @@ class ConvBNLeakyReLU2d(nn.Module):
     ) -> None:
         super().__init__()
         factory = {"device": device, "dtype": dtype}
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=bias, **factory)
-        self.bn = nn.BatchNorm2d(out_channels, eps, momentum, affine, track_running_stats, **factory)
-        self.negative_slope = float(negative_slope)
-        self.backend = _backend._check_name(backend)
-        self._warned = False
-
-    @classmethod
-    def from_modules(cls, conv: nn.Conv2d, bn: nn.BatchNorm2d, act: Optional[nn.Module] = None,
-                     backend: str = "auto") -> "ConvBNLeakyReLU2d":
-        """The fused layer computing ``act(bn(conv(x)))``, sharing ``conv`` and ``bn`` (not copies).
-
-        ``act`` must be an ``nn.LeakyReLU`` or an ``nn.ReLU``.
-        """
-        if not isinstance(conv, nn.Conv2d):
-            raise TypeError(f"conv must be an nn.Conv2d; got {type(conv).__name__}")
-        if not isinstance(bn, nn.BatchNorm2d):
-            raise TypeError(f"bn must be an nn.BatchNorm2d; got {type(bn).__name__}")
-        if bn.num_features != conv.out_channels:
-            raise ValueError(f"bn.num_features ({bn.num_features}) must equal conv.out_channels ({conv.out_channels})")
-        slope = activation_slope(act)
-        layer = cls.__new__(cls)
-        nn.Module.__init__(layer)
-        layer.conv = conv
-        layer.bn = bn
-        layer.negative_slope = slope
-        layer.backend = _backend._check_name(backend)
-        layer._warned = False
-        return layer
-
-    def fused_supported(self, x: torch.Tensor) -> Optional[str]:
-        """None when the fused path covers this layer and input, else why not."""
-        conv = self.conv
-        if conv.groups != 1:
-            return f"groups={conv.groups}"
-        if tuple(conv.dilation) != (1, 1):
-            return f"dilation={tuple(conv.dilation)}"
-        if conv.padding_mode != "zeros":
-            return f"padding_mode={conv.padding_mode!r}"
-        if isinstance(conv.padding, str):
-            return f"padding={conv.padding!r}"
-        if max(conv.kernel_size) > MAX_KERNEL:
-            return f"kernel_size={tuple(conv.kernel_size)}"
-        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.dtype not in SUPPORTED_DTYPES:
-            return "input that is not a 4-D floating-point tensor"
-        return None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        reason = self.fused_supported(x)
-        if reason is not None:
-            if not self._warned:
-                warnings.warn(f"{type(self).__name__}: {reason} is not covered by the fused kernels; "
-                              f"running the unfused torch.nn layers", stacklevel=2)
-                self._warned = True
-            return F.leaky_relu(self.bn(self.conv(x)), self.negative_slope)
-        training, factor, running_mean, running_var = bn_forward_args(self.bn)
-        return conv_bn_act(
-            x,
-            self.conv.weight,
-            self.conv.bias,
-            self.bn.weight,
-            self.bn.bias,
-            running_mean,
-            running_var,
-            training=training,
-            momentum=factor,
-            eps=self.bn.eps,
-            stride=self.conv.stride,
-            padding=self.conv.padding,
-            negative_slope=self.negative_slope,
-            backend=None if self.backend == "auto" else self.backend,
+        self._setup(
+            nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=bias, **factory),
+            nn.BatchNorm2d(out_channels, eps, momentum, affine, track_running_stats, **factory),
+            negative_slope,
+            backend,
         )
 
-    def extra_repr(self) -> str:
-        extra = f"negative_slope={self.negative_slope}"
-        if self.backend != "auto":
-            extra += f", backend={self.backend!r}"
-        return extra
+    def _fused(self, x, training, momentum, running_mean, running_var, backend) -> torch.Tensor:
+        return conv_bn_act(
+            x, self.conv.weight, self.conv.bias, self.bn.weight, self.bn.bias, running_mean, running_var,
+            training=training, momentum=momentum, eps=self.bn.eps, stride=self.conv.stride,
+            padding=self.conv.padding, negative_slope=self.negative_slope, backend=backend,
+        )
 
 
 def activation_slope(act: Optional[nn.Module]) -> float:

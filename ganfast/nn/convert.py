@@ -8,11 +8,11 @@ from torch import nn
 
 from .. import _backend
 from .conv_bn_act import ConvBNLeakyReLU2d
+from .conv_transpose_bn_act import ConvTransposeBNReLU2d
 
 # (conv type, fused type): a run conv -> BatchNorm2d -> LeakyReLU/ReLU of the
-# conv type becomes the fused type.  The transposed-convolution block adds
-# its row here.
-_FUSIBLE = [(nn.Conv2d, ConvBNLeakyReLU2d)]
+# conv type becomes the fused type.
+_FUSIBLE = [(nn.Conv2d, ConvBNLeakyReLU2d), (nn.ConvTranspose2d, ConvTransposeBNReLU2d)]
 
 
 def _fusible(conv: nn.Module, bn: nn.Module, act: nn.Module):
@@ -43,7 +43,8 @@ def _renames(old_slot: str, new_slot: str, child: nn.Module) -> List[tuple]:
 
 
 def convert(module: nn.Module, backend: str = "auto") -> nn.Module:
-    """Replace every ``Conv2d -> BatchNorm2d -> LeakyReLU/ReLU`` run inside an
+    """Replace every ``Conv2d -> BatchNorm2d -> LeakyReLU/ReLU`` and
+    ``ConvTranspose2d -> BatchNorm2d -> ReLU/LeakyReLU`` run inside an
     ``nn.Sequential`` of ``module`` by the fused layer, in place; returns ``module``.
 
     The fused layer takes over the very ``conv`` and ``bn`` modules (weights,
@@ -54,7 +55,7 @@ def convert(module: nn.Module, backend: str = "auto") -> nn.Module:
     ``i.weight`` / ``i+1.running_mean`` to ``i.conv.weight`` /
     ``i.bn.running_mean``, and the converted model still loads state dicts
     saved before conversion.  Only exact ``nn.Conv2d`` / ``nn.BatchNorm2d``
-    instances are fused (subclasses may override ``forward``).
+    / ``nn.ConvTranspose2d`` instances are fused (subclasses may override ``forward``).
 
     ``backend`` pins the backend of the fused layers; ``"auto"`` follows the
     global choice.

@@ -5,5 +5,8 @@ Importing this package registers every op with ``ganfast._backend``.
 
 from .bias_act import bias_act
 from .conv_bn_act import conv_bn_act
+from .conv_transpose2d import conv_transpose2d
+from .conv_transpose_bn_act import conv_transpose_bn_act
+from .sqrtm import sqrtm, sqrtm_trace
 
-__all__ = ["bias_act", "conv_bn_act"]
+__all__ = ["bias_act", "conv_bn_act", "conv_transpose2d", "conv_transpose_bn_act", "sqrtm", "sqrtm_trace"]

@@ -1,0 +1,60 @@
+"""Shared checks of the fused conv -> BatchNorm -> activation layers against their nn.Sequential."""
+
+import copy
+
+import torch
+
+from ganfast import testing
+
+from conftest import HAS_CUDA
+
+DEVICE = "cuda" if HAS_CUDA else "cpu"
+
+
+def check_steps(fused, seq, make_x, dtype, steps=3):
+    """Train steps then eval: outputs, every gradient and the running statistics match (float64 reference)."""
+    ref = copy.deepcopy(seq).double()
+    fused = fused.to(DEVICE)
+    for mode in ["train"] * steps + ["eval"]:
+        fused.train(mode == "train")
+        ref.train(mode == "train")
+        x = make_x()
+        xf = x.to(DEVICE, dtype).requires_grad_()
+        xr = xf.detach().double().cpu().requires_grad_()
+        with torch.autocast(DEVICE, enabled=False):
+            out = fused(xf)
+        want = ref(xr)
+        if mode == "eval" and dtype in (torch.float16, torch.bfloat16):
+            # Folding BatchNorm into half-precision weights rounds w * gamma / std once more than
+            # eager does; the criterion is eager's own error in the same dtype.
+            eager = copy.deepcopy(ref).to(dtype).eval()(xr.detach().to(dtype)).double()
+            err, err_eager = (out.cpu().double() - want).abs().max(), (eager - want).abs().max()
+            assert err <= 2 * err_eager + 1e-3 * want.abs().max(), (float(err), float(err_eager))
+        else:
+            testing.assert_close(out.cpu(), want, dtype, 0, f"{mode} output")
+        g = torch.randn(want.shape, dtype=torch.float64)
+        out.backward(g.to(out.device, out.dtype))
+        want.backward(g)
+        testing.assert_close(xf.grad.cpu(), xr.grad, dtype, 1, f"{mode} grad x")
+        pairs = [(fused.conv.weight, ref[0].weight, "conv.weight")]
+        if fused.conv.bias is not None:
+            pairs.append((fused.conv.bias, ref[0].bias, "conv.bias"))
+        if fused.bn.affine:
+            pairs += [(fused.bn.weight, ref[1].weight, "bn.weight"), (fused.bn.bias, ref[1].bias, "bn.bias")]
+        for a, b, name in pairs:
+            if name == "conv.bias" and mode == "train":
+                # Batch statistics cancel any per-channel constant: the exact gradient is 0, and both
+                # sides hold only rounding noise, small against the other gradients.
+                assert a.grad.abs().max() <= 1e-4 * xf.grad.abs().max() * xf[0].numel()
+            else:
+                testing.assert_close(a.grad.cpu(), b.grad, dtype, 1, f"{mode} grad {name}")
+            a.grad = None
+            b.grad = None
+        if fused.bn.track_running_stats:
+            # Half-precision buffers are rounded at every update (as in torch.nn): judged like an
+            # accumulated quantity, with the first-derivative tolerance of their dtype.
+            stat_dtype = fused.bn.running_mean.dtype
+            order = 0 if stat_dtype in (torch.float32, torch.float64) else 1
+            testing.assert_close(fused.bn.running_mean.cpu(), ref[1].running_mean, stat_dtype, order, "running_mean")
+            testing.assert_close(fused.bn.running_var.cpu(), ref[1].running_var, stat_dtype, order, "running_var")
+            assert int(fused.bn.num_batches_tracked) == int(ref[1].num_batches_tracked)
