@@ -20,6 +20,7 @@ from .case import BenchCase
 CASE_MODULES: Dict[str, str] = {
     "bias_act": "ganfast.bench.bias_act",
     "conv_bn_act": "ganfast.bench.conv_bn_act",
+    "conv_transpose_bn_act": "ganfast.bench.conv_transpose_bn_act",
 }
 
 

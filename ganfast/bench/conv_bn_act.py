@@ -1,5 +1,8 @@
 """Benchmark cases for ``ganfast.ops.conv_bn_act`` (Conv2d -> BatchNorm2d -> LeakyReLU).
 
+(The generator block's cases, ``ganfast/bench/conv_transpose_bn_act.py``,
+reuse this class with ``transposed=True``.)
+
 Shapes: the BatchNorm layers of a DCGAN discriminator at 64x64 (batch 128,
 ndf 64) and of a 256x256 discriminator (batch 32), training mode (batch
 statistics, running statistics updated) and eval mode (running statistics).
@@ -33,20 +36,26 @@ OP = "conv_bn_act"
 
 
 class ConvBNActCase(BenchCase):
-    """``shape`` is the input (N, Cin, H, W); params: cout, k, stride, padding, training."""
+    """``shape`` is the input (N, Cin, H, W); params: cout, k, stride, padding, training, slope, and
+    ``transposed`` (ConvTranspose2d, with ``output_padding``) for the generator block."""
 
     def _geom(self):
         p = self.params
         n, cin, h, w = self.shape
         k, s, pad = p["k"], p["stride"], p["padding"]
-        ho, wo = (h + 2 * pad - k) // s + 1, (w + 2 * pad - k) // s + 1
+        if p.get("transposed"):
+            op = p.get("output_padding", 0)
+            ho, wo = (h - 1) * s - 2 * pad + k + op, (w - 1) * s - 2 * pad + k + op
+        else:
+            ho, wo = (h + 2 * pad - k) // s + 1, (w + 2 * pad - k) // s + 1
         return n, cin, p["cout"], k, ho, wo
 
     def make_inputs(self, dtype: torch.dtype, device: torch.device, requires_grad: bool, seed: int = 0) -> Inputs:
         n, cin, cout, k, _, _ = self._geom()
         gen = torch.Generator(device=device).manual_seed(seed)
         x = torch.randn(self.shape, device=device, generator=gen).to(dtype)
-        w = (torch.randn(cout, cin, k, k, device=device, generator=gen) / (cin * k * k) ** 0.5).to(dtype)
+        wshape = (cin, cout, k, k) if self.params.get("transposed") else (cout, cin, k, k)
+        w = (torch.randn(wshape, device=device, generator=gen) / (cin * k * k) ** 0.5).to(dtype)
         # BatchNorm parameters stay float32, as in a mixed-precision model.
         gamma = 1 + 0.1 * torch.randn(cout, device=device, generator=gen)
         beta = 0.1 * torch.randn(cout, device=device, generator=gen)
@@ -61,18 +70,24 @@ class ConvBNActCase(BenchCase):
         import ganfast.ops
 
         p = self.params
-        return ganfast.ops.conv_bn_act(x, w, None, gamma, beta, rm, rv, training=p["training"], momentum=0.1,
-                                       eps=1e-5, stride=p["stride"], padding=p["padding"], negative_slope=0.2,
-                                       backend=backend)
+        kw = dict(training=p["training"], momentum=0.1, eps=1e-5, stride=p["stride"], padding=p["padding"],
+                  negative_slope=p.get("slope", 0.2), backend=backend)
+        if p.get("transposed"):
+            return ganfast.ops.conv_transpose_bn_act(x, w, None, gamma, beta, rm, rv,
+                                                     output_padding=p.get("output_padding", 0), **kw)
+        return ganfast.ops.conv_bn_act(x, w, None, gamma, beta, rm, rv, **kw)
 
     def eager(self) -> Callable[..., torch.Tensor]:
         p = self.params
 
         def conv_bn_lrelu_eager(x, w, gamma, beta, rm, rv):
-            y = F.conv2d(x, w, None, p["stride"], p["padding"])
+            if p.get("transposed"):
+                y = F.conv_transpose2d(x, w, None, p["stride"], p["padding"], p.get("output_padding", 0))
+            else:
+                y = F.conv2d(x, w, None, p["stride"], p["padding"])
             y = F.batch_norm(y, rm, rv, gamma.to(y.dtype) if y.dtype == torch.float64 else gamma,
                              beta.to(y.dtype) if y.dtype == torch.float64 else beta, p["training"], 0.1, 1e-5)
-            return F.leaky_relu(y, 0.2)
+            return F.leaky_relu(y, p.get("slope", 0.2))
 
         return conv_bn_lrelu_eager
 
@@ -99,9 +114,9 @@ class ConvBNActCase(BenchCase):
 
 
 def _case(name: str, shape, cout: int, k: int = 4, stride: int = 2, padding: int = 1, quick: bool = False,
-          **extra: Any) -> List[ConvBNActCase]:
+          op: str = OP, **extra: Any) -> List[ConvBNActCase]:
     return [
-        ConvBNActCase(op=OP, name=f"{name} {mode}", shape=tuple(shape),
+        ConvBNActCase(op=op, name=f"{name} {mode}", shape=tuple(shape),
                       params=dict(cout=cout, k=k, stride=stride, padding=padding, training=mode == "train", **extra),
                       quick=quick)
         for mode in ("train", "eval")
