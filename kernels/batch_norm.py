@@ -34,7 +34,7 @@ forward ``pre > 0 ? pre : pre * slope`` and backward
 
 from __future__ import annotations
 
-from typing import NamedTuple, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 import triton
@@ -194,7 +194,7 @@ def _reduce_kernel(
             n_acc = n_new
         else:
             g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(ACC)
-            gz = tl.where(mask, _gz(g, y * scale + shift, slope), 0.0)
+            gz = tl.where(mask, _gz(g, (y - mean) * scale + shift, slope), 0.0)
             a_acc += _sum_oi(gz)
             b_acc += _sum_oi(gz * (y - mean))
     part = part_ptr + pid_p.to(tl.int64) * channels + c
@@ -262,7 +262,7 @@ def _apply_kernel(
     out_ptr,  # *T, y's layout: the activation, or dy
     scale_ptr,  # *ACC, (channels,)
     shift_ptr,  # *ACC, (channels,)
-    mean_ptr,  # *ACC, (channels,) (MODE == "bn_backward")
+    mean_ptr,  # *ACC, (channels,): the centre, pre = (y - mean) * scale + shift
     invstd_ptr,  # *ACC (MODE == "bn_backward")
     gamma_invstd_ptr,  # *ACC (MODE == "bn_backward")
     sum_gz_ptr,  # *ACC (MODE == "bn_backward")
@@ -284,8 +284,11 @@ def _apply_kernel(
     y = tl.load(y_ptr + offs, mask=mask, other=0.0).to(ACC)
     scale = tl.load(scale_ptr + c, mask=mask, other=0.0).to(ACC)
     shift = tl.load(shift_ptr + c, mask=mask, other=0.0).to(ACC)
+    mean = tl.load(mean_ptr + c, mask=mask, other=0.0).to(ACC)
     slope = _scalar(slope_hi, slope_lo, ACC)
-    pre = y * scale + shift
+    # Centred first: with shift = beta - mean * scale instead, y * scale + shift
+    # cancels catastrophically when |mean| >> std (1e-4 relative at 1e3).
+    pre = (y - mean) * scale + shift
     if MODE == "forward":
         out = tl.where(pre > 0, pre, pre * slope)
     else:
@@ -297,7 +300,6 @@ def _apply_kernel(
             # BatchNorm's training backward, with the batch statistics'
             # own gradients: gamma*invstd * (gz - mean(gz) - xc * invstd^2 * mean(gz * xc)).
             rcount = _scalar(rcount_hi, rcount_lo, ACC)
-            mean = tl.load(mean_ptr + c, mask=mask, other=0.0).to(ACC)
             invstd = tl.load(invstd_ptr + c, mask=mask, other=0.0).to(ACC)
             gi = tl.load(gamma_invstd_ptr + c, mask=mask, other=0.0).to(ACC)
             sum_gz = tl.load(sum_gz_ptr + c, mask=mask, other=0.0).to(ACC)
@@ -536,15 +538,19 @@ def channel_stats(y: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     return _reduce("stats", y, None, None, None, None, 0.0)
 
 
-def scale_shift_act(y: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, negative_slope: float) -> torch.Tensor:
-    """``leaky_relu(y * scale[c] + shift[c], negative_slope)`` in y's dtype and layout.
+def scale_shift_act(
+    y: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, negative_slope: float,
+    center: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """``leaky_relu((y - center[c]) * scale[c] + shift[c], negative_slope)`` in y's dtype and layout.
 
-    Computed in float32 (float64 for float64 ``y``).  Training forward:
-    scale = gamma * invstd, shift = beta - mean * scale.
+    Computed in float32 (float64 for float64 ``y``); ``center`` defaults to 0.
+    Training forward: center = mean, scale = gamma * invstd, shift = beta.
     """
     y = _dense(y)
-    scale, shift = _vectors(y, scale=scale, shift=shift)
-    return _apply("forward", y, None, (scale, shift), negative_slope)
+    center = center if center is not None else torch.zeros_like(scale)
+    scale, shift, center = _vectors(y, scale=scale, shift=shift, center=center)
+    return _apply("forward", y, None, (scale, shift, center), negative_slope)
 
 
 def scale_shift_act_backward_reduce(
@@ -557,7 +563,7 @@ def scale_shift_act_backward_reduce(
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Per channel: (sum gz, sum gz * (y - mean[c])), gz the gradient through the activation.
 
-    gz = grad where ``y * scale[c] + shift[c] > 0``, else grad * negative_slope.
+    gz = grad where ``(y - mean[c]) * scale[c] + shift[c] > 0``, else grad * negative_slope.
     Both (C,), float32 (float64 for float64 ``y``); deterministic.  The
     BatchNorm parameter gradients follow: dbeta = sum gz, dgamma = sum gz*xc * invstd.
     """
@@ -598,11 +604,13 @@ def bn_act_backward_apply(
 
 
 def scale_shift_act_backward(
-    grad: torch.Tensor, y: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, negative_slope: float
+    grad: torch.Tensor, y: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, negative_slope: float,
+    center: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
-    """Gradient w.r.t. y of :func:`scale_shift_act` with scale and shift held constant
+    """Gradient w.r.t. y of :func:`scale_shift_act` with scale, shift and centre held constant
     (eval mode): ``gz * scale[c]``, in y's dtype and layout."""
     y = _dense(y)
     grad = _grad(grad, y)
-    scale, shift = _vectors(y, scale=scale, shift=shift)
-    return _apply("backward", y, grad, (scale, shift), negative_slope)
+    center = center if center is not None else torch.zeros_like(scale)
+    scale, shift, center = _vectors(y, scale=scale, shift=shift, center=center)
+    return _apply("backward", y, grad, (scale, shift, center), negative_slope)

@@ -100,7 +100,7 @@ def test_reductions_many_tiles(layout, gen, monkeypatch):
     g = _randn(shape, gen, torch.float32, layout)
     scale, shift, m = (_vec(3, gen, torch.float32) for _ in range(3))
     sum_gz, sum_gz_xc = bn.scale_shift_act_backward_reduce(g, y, scale, shift, m, 0.2)
-    gz = _gz_ref(g.double(), y64 * _ch(scale) + _ch(shift), 0.2)
+    gz = _gz_ref(g.double(), (y64 - _ch(m)) * _ch(scale) + _ch(shift), 0.2)
     testing.assert_close(sum_gz, gz.sum(DIMS), torch.float32, 1, "sum_gz")
     testing.assert_close(sum_gz_xc, (gz * (y64 - _ch(m))).sum(DIMS), torch.float32, 1, "sum_gz_xc")
 
@@ -136,7 +136,7 @@ def test_backward_reduce(shape, layout, dtype, gen):
     sum_gz, sum_gz_xc = bn.scale_shift_act_backward_reduce(g, y, scale, shift, mean, 0.2)
     assert sum_gz.dtype == sum_gz_xc.dtype == _acc(dtype)
     y64 = y.double()
-    gz = _gz_ref(g.double(), y64 * _ch(scale) + _ch(shift), 0.2)
+    gz = _gz_ref(g.double(), (y64 - _ch(mean)) * _ch(scale) + _ch(shift), 0.2)
     testing.assert_close(sum_gz, gz.sum(DIMS), dtype, 1, "sum_gz")
     testing.assert_close(sum_gz_xc, (gz * (y64 - _ch(mean))).sum(DIMS), dtype, 1, "sum_gz_xc")
 
@@ -161,8 +161,8 @@ def test_training_forward_backward(shape, layout, dtype, affine, gen):
     invstd = torch.rsqrt(var + eps)
     gamma_invstd = gamma * invstd if affine else invstd
     scale = gamma_invstd
-    shift = beta - mean * scale if affine else -mean * scale
-    out = bn.scale_shift_act(y, scale, shift, slope)
+    shift = beta if affine else torch.zeros_like(mean)
+    out = bn.scale_shift_act(y, scale, shift, slope, center=mean)
     sum_gz, sum_gz_xc = bn.scale_shift_act_backward_reduce(g, y, scale, shift, mean, slope)
     count = shape[0] * shape[2] * shape[3]
     dy = bn.bn_act_backward_apply(g, y, scale, shift, mean, invstd, gamma_invstd, sum_gz, sum_gz_xc, count, slope)

@@ -112,13 +112,19 @@ def test_statistics_without_cancellation(backend, gen):
     y64 = 1000.0 + torch.randn(4, 3, 9, 11, generator=gen, dtype=torch.float64)
     for layout in (torch.contiguous_format, torch.channels_last):
         y = y64.float().to(DEVICE).contiguous(memory_format=layout)
-        _, mean, var = op(y, None, None, 1e-5, 0.2, backend)
+        w = torch.rand(3, generator=gen).to(DEVICE) + 0.5
+        b = torch.randn(3, generator=gen).to(DEVICE)
+        out, mean, var = op(y, w, b, 1e-5, 0.2, backend)
         exact = y.double().cpu()
         want_mean = exact.mean((0, 2, 3))
         want_var = ((exact - want_mean.view(1, -1, 1, 1)) ** 2).mean((0, 2, 3))
         assert mean.dtype == var.dtype == torch.float32
         torch.testing.assert_close(mean.double().cpu(), want_mean, rtol=1e-6, atol=0)
         torch.testing.assert_close(var.double().cpu(), want_var, rtol=1e-6, atol=0)
+        # The normalised output keeps float32 accuracy too (centred before scaling, no cancellation).
+        want = torch.nn.functional.leaky_relu(torch.nn.functional.batch_norm(
+            exact, None, None, w.double().cpu(), b.double().cpu(), True, 0.0, 1e-5), 0.2)
+        testing.assert_close(out.cpu(), want, torch.float32, 0, "normalised output")
 
 
 class _Disc(nn.Module):

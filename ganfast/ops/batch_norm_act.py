@@ -42,8 +42,8 @@ OP = "batch_norm_act"
 
 
 def _torch_impl():
-    def scale_shift_act(y, scale, shift, negative_slope):
-        return _layout.like_layout_of(ref.scale_shift_act(y, scale, shift, negative_slope), y)
+    def scale_shift_act(y, scale, shift, negative_slope, center=None):
+        return _layout.like_layout_of(ref.scale_shift_act(y, scale, shift, negative_slope, center), y)
 
     def bn_act_backward_apply(grad, y, *args):
         return _layout.like_layout_of(ref.bn_act_backward_apply(grad, y, *args), y)
@@ -72,12 +72,11 @@ def register_backends(op: str) -> None:
 register_backends(OP)
 
 
-def _scale_shift(weight, bias, mean, var, eps) -> Tuple[Tensor, Tensor, Tensor]:
+def _scale_shift(weight, bias, var, eps) -> Tuple[Tensor, Tensor, Tensor]:
+    """(invstd, scale, shift) with out = act((y - mean) * scale + shift)."""
     invstd = torch.rsqrt(var + eps)
     scale = invstd * weight.to(invstd.dtype) if weight is not None else invstd
-    shift = -mean * scale
-    if bias is not None:
-        shift = shift + bias.to(invstd.dtype)
+    shift = bias.to(invstd.dtype) if bias is not None else torch.zeros_like(invstd)
     return invstd, scale, shift
 
 
@@ -88,8 +87,8 @@ def _batch_norm_act_op(
     """(out, batch mean, biased batch variance); statistics in float32 (float64 for float64 y)."""
     _, impl = _backend.select(OP, backend, y.device)
     mean, var = impl.channel_stats(y)
-    _, scale, shift = _scale_shift(weight, bias, mean, var, eps)
-    return impl.scale_shift_act(y, scale, shift, negative_slope), mean, var
+    _, scale, shift = _scale_shift(weight, bias, var, eps)
+    return impl.scale_shift_act(y, scale, shift, negative_slope, mean), mean, var
 
 
 @_batch_norm_act_op.register_fake
@@ -113,7 +112,7 @@ def _batch_norm_act_backward_op(
     """(dy, d weight, d bias); the last two in the statistics dtype, as if affine."""
     _, impl = _backend.select(OP, backend, y.device)
     grad = _layout.like(grad, _layout.dense(y)) if y.numel() else grad
-    invstd, scale, shift = _scale_shift(weight, bias, mean, var, eps)
+    invstd, scale, shift = _scale_shift(weight, bias, var, eps)
     sum_gz, sum_gz_xc = impl.scale_shift_act_backward_reduce(grad, y, scale, shift, mean, negative_slope)
     count = y.numel() // y.shape[1]
     dy = impl.bn_act_backward_apply(grad, y, scale, shift, mean, invstd, scale, sum_gz, sum_gz_xc, count,

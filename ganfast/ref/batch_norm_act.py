@@ -78,18 +78,23 @@ def channel_stats(y: Tensor) -> Tuple[Tensor, Tensor]:
     return mean, var
 
 
-def _pre(y: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
-    return y.to(scale.dtype) * _bcast(scale, y) + _bcast(shift, y)
+def _pre(y: Tensor, scale: Tensor, shift: Tensor, center: Optional[Tensor]) -> Tensor:
+    # Centred first: y * scale + (beta - mean * scale) would cancel when |mean| >> std.
+    acc = y.to(scale.dtype)
+    if center is not None:
+        acc = acc - _bcast(center, y)
+    return acc * _bcast(scale, y) + _bcast(shift, y)
 
 
-def scale_shift_act(y: Tensor, scale: Tensor, shift: Tensor, negative_slope: float) -> Tensor:
-    """``leaky_relu(y * scale[c] + shift[c])`` in ``y``'s dtype."""
-    return F.leaky_relu(_pre(y, scale, shift), negative_slope).to(y.dtype)
+def scale_shift_act(y: Tensor, scale: Tensor, shift: Tensor, negative_slope: float,
+                    center: Optional[Tensor] = None) -> Tensor:
+    """``leaky_relu((y - center[c]) * scale[c] + shift[c])`` in ``y``'s dtype (center defaults to 0)."""
+    return F.leaky_relu(_pre(y, scale, shift, center), negative_slope).to(y.dtype)
 
 
-def _gz(grad: Tensor, y: Tensor, scale: Tensor, shift: Tensor, negative_slope: float) -> Tensor:
+def _gz(grad: Tensor, y: Tensor, scale: Tensor, shift: Tensor, center: Tensor, negative_slope: float) -> Tensor:
     # torch's leaky_relu backward: pre > 0 ? g : g * slope.
-    pre = _pre(y, scale, shift)
+    pre = _pre(y, scale, shift, center)
     g = grad.to(scale.dtype)
     return torch.where(pre > 0, g, g * negative_slope)
 
@@ -97,8 +102,9 @@ def _gz(grad: Tensor, y: Tensor, scale: Tensor, shift: Tensor, negative_slope: f
 def scale_shift_act_backward_reduce(
     grad: Tensor, y: Tensor, scale: Tensor, shift: Tensor, mean: Tensor, negative_slope: float
 ) -> Tuple[Tensor, Tensor]:
-    """Per channel: sum of gz and of gz * (y - mean), gz the gradient before the activation."""
-    gz = _gz(grad, y, scale, shift, negative_slope)
+    """Per channel: sum of gz and of gz * (y - mean), gz the gradient before the activation
+    of ``(y - mean) * scale + shift``."""
+    gz = _gz(grad, y, scale, shift, mean, negative_slope)
     xc = y.to(scale.dtype) - _bcast(mean, y)
     dims = _reduce_dims(y)
     return gz.sum(dims), (gz * xc).sum(dims)
@@ -119,7 +125,7 @@ def bn_act_backward_apply(
 ) -> Tensor:
     """BatchNorm's training backward fused with the activation's:
     ``gamma_invstd * (gz - sum_gz / M - (y - mean) * invstd^2 * sum_gz_xc / M)``."""
-    gz = _gz(grad, y, scale, shift, negative_slope)
+    gz = _gz(grad, y, scale, shift, mean, negative_slope)
     xc = y.to(scale.dtype) - _bcast(mean, y)
     dy = _bcast(gamma_invstd, y) * (
         gz - _bcast(sum_gz / count, y) - xc * _bcast(invstd * invstd * sum_gz_xc / count, y)
@@ -127,6 +133,7 @@ def bn_act_backward_apply(
     return dy.to(y.dtype)
 
 
-def scale_shift_act_backward(grad: Tensor, y: Tensor, scale: Tensor, shift: Tensor, negative_slope: float) -> Tensor:
-    """Gradient of :func:`scale_shift_act` w.r.t. ``y`` with fixed scale and shift."""
-    return (_gz(grad, y, scale, shift, negative_slope) * _bcast(scale, y)).to(y.dtype)
+def scale_shift_act_backward(grad: Tensor, y: Tensor, scale: Tensor, shift: Tensor, negative_slope: float,
+                             center: Optional[Tensor] = None) -> Tensor:
+    """Gradient of :func:`scale_shift_act` w.r.t. ``y`` with fixed scale, shift and centre."""
+    return (_gz(grad, y, scale, shift, center, negative_slope) * _bcast(scale, y)).to(y.dtype)
