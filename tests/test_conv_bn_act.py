@@ -5,6 +5,7 @@ import warnings
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import ganfast
@@ -121,10 +122,16 @@ def test_statistics_without_cancellation(backend, gen):
         assert mean.dtype == var.dtype == torch.float32
         torch.testing.assert_close(mean.double().cpu(), want_mean, rtol=1e-6, atol=0)
         torch.testing.assert_close(var.double().cpu(), want_var, rtol=1e-6, atol=0)
-        # The normalised output keeps float32 accuracy too (centred before scaling, no cancellation).
-        want = torch.nn.functional.leaky_relu(torch.nn.functional.batch_norm(
-            exact, None, None, w.double().cpu(), b.double().cpu(), True, 0.0, 1e-5), 0.2)
-        testing.assert_close(out.cpu(), want, torch.float32, 0, "normalised output")
+        # The normalised output: a float32 mean of values near 1e3 is itself off by up to half an
+        # ulp (3e-5), so no float32 BatchNorm (eager's included) gets 1e-5 here; the fused one is
+        # centred before scaling and stays as accurate as eager's.
+        def bn_act(t, wt, bt):
+            return F.leaky_relu(F.batch_norm(t, None, None, wt, bt, True, 0.0, 1e-5), 0.2)
+
+        want = bn_act(exact, w.double().cpu(), b.double().cpu())
+        err = (out.cpu().double() - want).abs().max()
+        err_eager = (bn_act(y.cpu(), w.cpu(), b.cpu()).double() - want).abs().max()
+        assert err <= 2 * err_eager + 1e-6, (float(err), float(err_eager))
 
 
 class _Disc(nn.Module):
