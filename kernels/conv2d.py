@@ -425,7 +425,7 @@ def _problem(x, weight, stride, padding, output_padding, transposed: bool) -> _P
         raise ValueError(f"x: expected a 4-D (N, C_in, H, W) tensor, got shape {tuple(x.shape)}")
     if x.dtype not in _DTYPES:
         raise TypeError(f"x: expected float16, bfloat16, float32 or float64, got {x.dtype}")
-    if x.device.type != "cuda" and not INTERPRET:
+    if x.device.type != "cuda" and not (INTERPRET and x.device.type == "cpu"):
         raise ValueError(
             f"x: on {x.device}; the Triton kernels run on CUDA devices, or on the CPU under TRITON_INTERPRET=1"
         )
