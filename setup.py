@@ -417,7 +417,7 @@ setup(
         "ninja",
         "pybind11>=2.10",
     ],
-    extras_require={"test": ["pytest", "pytest-benchmark"]},
+    extras_require={"test": ["pytest", "pytest-benchmark", "scipy"]},
     entry_points={"console_scripts": ["ganfast = ganfast.cli:main"]},
     zip_safe=False,
 )
