@@ -31,6 +31,7 @@ added to the accumulator, then ``v * scale + shift``, then
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 from typing import NamedTuple, Optional, Sequence, Tuple, Union
 
@@ -533,51 +534,53 @@ def _run(
         return y, part
     index64 = max(_extent(x), _extent(y), _extent(prob.weight), 4 * phases * m_tiles * c_out) > _INDEX32_LIMIT
     placeholder = x  # pointer argument for a disabled input, never read
-    _conv_kernel[(m_tiles * n_tiles, phases)](
-        x,
-        prob.weight,
-        bias if bias is not None else placeholder,
-        scale if scale is not None else placeholder,
-        shift if shift is not None else placeholder,
-        y,
-        part if part is not None else placeholder,
-        batch,
-        c_in,
-        h_in,
-        w_in,
-        c_out,
-        h_out,
-        w_out,
-        *x.stride(),
-        *prob.w_strides,
-        *y.stride(),
-        *prob.stride,
-        *prob.padding,
-        m_tiles,
-        phases * m_tiles * c_out,
-        *_split(negative_slope if negative_slope is not None else 0.0),
-        KH=kh,
-        KW=kw,
-        TRANSPOSED=transposed,
-        HAS_BIAS=bias is not None,
-        HAS_SCALE=scale is not None,
-        HAS_SHIFT=shift is not None,
-        HAS_ACT=negative_slope is not None,
-        STATS=stats,
-        ACC=tl.float64 if acc_dtype == torch.float64 else tl.float32,
-        INDEX64=index64,
-        # The CPU interpreter (triton 3.6 and 3.9) keeps bfloat16 as uint16 and
-        # its dot multiplies those integers.  Upcasting is exact (bfloat16
-        # products are exact in float32), so the result is what a GPU's
-        # bfloat16 MMA with float32 accumulation gives.
-        DOT_F32=INTERPRET and x.dtype == torch.bfloat16,
-        BLOCK_M=cfg.block_m,
-        BLOCK_N=cfg.block_n,
-        BLOCK_K=cfg.block_k,
-        SUM_SPLIT=min(16, cfg.block_m),
-        num_warps=cfg.warps,
-        num_stages=cfg.stages,
-    )
+    # Triton launches on the current CUDA device, which need not be x's.
+    with torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext():
+        _conv_kernel[(m_tiles * n_tiles, phases)](
+            x,
+            prob.weight,
+            bias if bias is not None else placeholder,
+            scale if scale is not None else placeholder,
+            shift if shift is not None else placeholder,
+            y,
+            part if part is not None else placeholder,
+            batch,
+            c_in,
+            h_in,
+            w_in,
+            c_out,
+            h_out,
+            w_out,
+            *x.stride(),
+            *prob.w_strides,
+            *y.stride(),
+            *prob.stride,
+            *prob.padding,
+            m_tiles,
+            phases * m_tiles * c_out,
+            *_split(negative_slope if negative_slope is not None else 0.0),
+            KH=kh,
+            KW=kw,
+            TRANSPOSED=transposed,
+            HAS_BIAS=bias is not None,
+            HAS_SCALE=scale is not None,
+            HAS_SHIFT=shift is not None,
+            HAS_ACT=negative_slope is not None,
+            STATS=stats,
+            ACC=tl.float64 if acc_dtype == torch.float64 else tl.float32,
+            INDEX64=index64,
+            # The CPU interpreter (triton 3.6 and 3.9) keeps bfloat16 as uint16 and
+            # its dot multiplies those integers.  Upcasting is exact (bfloat16
+            # products are exact in float32), so the result is what a GPU's
+            # bfloat16 MMA with float32 accumulation gives.
+            DOT_F32=INTERPRET and x.dtype == torch.bfloat16,
+            BLOCK_M=cfg.block_m,
+            BLOCK_N=cfg.block_n,
+            BLOCK_K=cfg.block_k,
+            SUM_SPLIT=min(16, cfg.block_m),
+            num_warps=cfg.warps,
+            num_stages=cfg.stages,
+        )
     return y, part
 
 

@@ -175,6 +175,20 @@ def test_many_tiles(gen, monkeypatch):
     testing.assert_close(y, want, torch.float32, 0, "conv_transpose2d, 16x16x16 tiles")
 
 
+def test_64bit_offsets(gen, monkeypatch):
+    """The INDEX64 path (tensors past 2^30 elements) on small tensors, by lowering the threshold."""
+    monkeypatch.setattr(cv, "_INDEX32_LIMIT", 0)
+    x = _randn((3, 3, 5, 7), gen, torch.float32, "channels_last")
+    w = _randn((5, 3, 3, 3), gen, torch.float32)
+    b = _randn((5,), gen, torch.float32)
+    y, mean, var = cv.conv2d_stats(x, w, b, 2, 1)
+    _check_stats((y, mean, var), F.conv2d(_d(x), _d(w), _d(b), 2, 1), torch.float32, "conv2d_stats, 64-bit")
+    wt = _randn((3, 5, 3, 3), gen, torch.float32)
+    y = cv.conv_transpose2d(x, wt, b, 3, 1, 2, negative_slope=0.2)
+    want = _leaky(F.conv_transpose2d(_d(x), _d(wt), _d(b), 3, 1, 2), 0.2)
+    testing.assert_close(y, want, torch.float32, 0, "conv_transpose2d, 64-bit")
+
+
 def test_strided_input_and_weight(gen):
     """Non-dense views are read through their strides, without copies."""
     big = _randn((3, 6, 10, 7), gen, torch.float32)

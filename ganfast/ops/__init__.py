@@ -7,6 +7,8 @@ from .bias_act import bias_act
 from .conv_bn_act import conv_bn_act
 from .conv_transpose2d import conv_transpose2d
 from .conv_transpose_bn_act import conv_transpose_bn_act
+from .feature_stats import feature_stats_update
 from .sqrtm import sqrtm, sqrtm_trace
 
 __all__ = ["bias_act", "conv_bn_act", "conv_transpose2d", "conv_transpose_bn_act", "sqrtm", "sqrtm_trace"]
+__all__ += ["feature_stats_update"]
