@@ -5,7 +5,9 @@ GEMM view of a convolution: M = N*Ho*Wo output pixels, N_gemm = C_out, K =
 C_in*kh*kw.  An explicit im2col would write and read back an (M, K) matrix,
 kh*kw times the input's size; the implicit GEMM gathers each [BLOCK_M,
 BLOCK_K] tile of that matrix straight from x (masks stand for the zero
-padding), so x is read from memory about once and y written exactly once.
+padding).  An element of x is still gathered once per tap and per n-tile,
+but those re-reads hit L1/L2 (neighbouring taps and n-tiles run close
+together), so DRAM sees x about once and y written exactly once.
 
 What the epilogue saves (n = numel(y)):
 - eval-mode Conv + BatchNorm + LeakyReLU: BatchNorm folds into a per-channel
