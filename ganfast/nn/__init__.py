@@ -3,6 +3,8 @@
 from .bias_act import BiasAct
 from .conv_bn_act import ConvBNLeakyReLU2d
 from .conv_transpose_bn_act import ConvTransposeBNReLU2d
+from .self_attention2d import SelfAttention2d
 from .convert import convert
 
 __all__ = ["BiasAct", "ConvBNLeakyReLU2d", "ConvTransposeBNReLU2d", "convert"]
+__all__ += ["SelfAttention2d"]
