@@ -18,9 +18,11 @@ class SelfAttention2d(nn.Module):
     values, with scores ``query_i . key_j`` (no ``1/sqrt(d)`` scaling); the
     block returns ``x + gamma * out`` with ``gamma`` a learnable scalar
     starting at 0, so it begins as the identity and learns how much attention
-    to mix in.  (The paper's later revision adds a 1x1 output convolution
-    after the attention; this is the original block that DESIGN.md and the
-    common PyTorch implementations use.)
+    to mix in.  (The paper's final version also narrows the value
+    projection to ``channels // 8`` and adds a 1x1 output convolution after
+    the attention; this block is the one DESIGN.md specifies and the common
+    PyTorch implementations use: values of full width, no output
+    convolution.)
 
     The projections are plain ``nn.Conv2d`` 1x1 children (matmuls, cuDNN or
     cuBLAS; spectral norm can be applied to them as usual); the attention is
