@@ -3,8 +3,10 @@
 from .bias_act import BiasAct
 from .conv_bn_act import ConvBNLeakyReLU2d
 from .conv_transpose_bn_act import ConvTransposeBNReLU2d
+from .minibatch import MinibatchDiscrimination, MinibatchStdDev
 from .self_attention2d import SelfAttention2d
 from .convert import convert
 
 __all__ = ["BiasAct", "ConvBNLeakyReLU2d", "ConvTransposeBNReLU2d", "convert"]
+__all__ += ["MinibatchDiscrimination", "MinibatchStdDev"]
 __all__ += ["SelfAttention2d"]
