@@ -1,0 +1,220 @@
+"""minibatch_discrimination: every backend that can run here against the float64 reference."""
+
+import math
+
+import pytest
+import torch
+
+import ganfast
+from ganfast import testing
+from ganfast.ops.minibatch_discrimination import CUSTOM_OPS, minibatch_features
+from ganfast.ref import minibatch_discrimination as ref
+
+from conftest import HAS_CUDA
+
+DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+
+BACKENDS = [
+    pytest.param("torch", "cpu", id="torch-cpu"),
+    pytest.param("triton", "cuda" if HAS_CUDA else "cpu", id="triton"),
+]
+
+
+def _features(backend):
+    return lambda M: minibatch_features(M, backend=backend)
+
+
+def _layer(backend):
+    return lambda x, T: ganfast.ops.minibatch_discrimination(x, T, backend=backend)
+
+
+def _M(shape, dtype, device, gen, ties=True):
+    # Scale 0.5: L1 distances of a few units, so exp(-distance) spans ~1e-3..1.
+    M = torch.randn(shape, generator=gen, dtype=torch.float64) * 0.5
+    if ties and shape[0] > 3:
+        M[3, :, 0] = M[1, :, 0]  # exact ties: sign(0) = 0 in the backward
+        M[2] = M[0]  # a duplicate sample: distance 0, c = 1
+    return M.to(dtype).to(device)
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize(
+    "shape",
+    [(1, 3, 5), (3, 4, 5), (5, 3, 1), (9, 2, 3), (70, 2, 5)],
+    ids=["batch1", "batch3", "d1", "b9-d3", "b70-tiles"],
+)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_features_match_reference(backend, device, shape, dtype, gen):
+    """Forward and the backend's own first derivative (order 1: no create_graph, no reference recompute).
+
+    B = 70 spans several row and column tiles of the kernels and ragged edges.
+    """
+    M = _M(shape, dtype, device, gen)
+    testing.check_op(_features(backend), ref.minibatch_features, [M], differentiable=[0], order=1, generator=gen,
+                     gradcheck=False)
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_layer_matches_reference(backend, device, dtype, gen):
+    """x and T through the matmul, the fused features and the concat; second derivatives by recompute."""
+    x = torch.randn(6, 10, generator=gen).to(dtype).to(device)
+    T = (torch.randn(10, 4, 3, generator=gen) / math.sqrt(10)).to(dtype).to(device)
+    testing.check_op(_layer(backend), ref.minibatch_discrimination, [x, T], differentiable=[0, 1], order=1,
+                     generator=gen, gradcheck=False)
+    testing.check_op(_layer(backend), ref.minibatch_discrimination, [x, T], differentiable=[0, 1], order=2,
+                     generator=gen, gradcheck=False)
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+def test_gradcheck_float64(backend, device, gen):
+    # gradcheck runs the op per input element and the backward per output
+    # element (~0.1 s each under the Triton interpreter): tiny there.
+    x = torch.randn(3, 2, generator=gen, dtype=torch.float64).to(device)
+    T = torch.randn(2, 2, 2, generator=gen, dtype=torch.float64).to(device) * 0.7
+    testing.check_op(_layer(backend), ref.minibatch_discrimination, [x, T], differentiable=[0, 1], order=2,
+                     generator=gen)
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+def test_strided_inputs(backend, device, gen):
+    """M as a non-contiguous view, and an expanded (stride-0) incoming gradient."""
+    base = _M((6, 8, 4), torch.float32, device, gen, ties=False)
+    M = base[:, ::2].transpose(1, 2).transpose(1, 2)  # (6, 4, 4), strides (32, 8, 1)
+    assert not M.is_contiguous()
+    testing.check_op(_features(backend), ref.minibatch_features, [M], differentiable=[0], order=1, generator=gen,
+                     gradcheck=False)
+    Mg = M.clone().requires_grad_()
+    (got,) = torch.autograd.grad(minibatch_features(Mg, backend=backend).sum(), Mg)
+    Mr = M.double().requires_grad_()
+    (want,) = torch.autograd.grad(ref.minibatch_features(Mr).sum(), Mr)
+    testing.assert_close(got, want, torch.float32, 1, "gradient of sum()")
+
+
+def test_closed_form_gradient_matches_autograd(gen):
+    """ref.minibatch_features_grad, which the kernels implement, is autograd of ref.minibatch_features,
+    ties (torch's sign(0) = 0) and duplicate samples included."""
+    M = _M((7, 3, 4), torch.float64, "cpu", gen).requires_grad_()
+    o = ref.minibatch_features(M)
+    g = torch.randn(o.shape, generator=gen, dtype=torch.float64)
+    (want,) = torch.autograd.grad(o, M, g)
+    torch.testing.assert_close(ref.minibatch_features_grad(g, M.detach()), want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+def test_deterministic(backend, device, gen):
+    M = _M((40, 3, 5), torch.float32, device, gen).requires_grad_()
+    g = torch.randn(40, 3, generator=gen).to(device)
+    runs = []
+    for _ in range(2):
+        o = minibatch_features(M, backend=backend)
+        runs.append((o, *torch.autograd.grad(o, M, g)))
+    for a, b in zip(*runs):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_opcheck(backend, device, dtype, gen):
+    op, backward_op = CUSTOM_OPS
+    M = _M((7, 3, 5), dtype, device, gen)
+    g = torch.randn(7, 3, generator=gen).to(dtype).to(device)
+    torch.library.opcheck(op, (M.clone().requires_grad_(), backend))
+    torch.library.opcheck(backward_op, (g, M, backend))
+
+
+def test_torch_compile_fullgraph(gen):
+    """Both backends in one test: the first compile pays Dynamo's and Inductor's warm-up."""
+    for backend, device in (("torch", "cpu"), ("triton", "cuda" if HAS_CUDA else "cpu")):
+        torch._dynamo.reset()
+        x = torch.randn(5, 8, generator=gen).to(device).requires_grad_()
+        T = (torch.randn(8, 3, 4, generator=gen) / math.sqrt(8)).to(device).requires_grad_()
+
+        def f(x, T):
+            return ganfast.ops.minibatch_discrimination(x, T, backend=backend).square().sum()
+
+        got = torch.compile(f, fullgraph=True)(x, T)
+        got_grads = torch.autograd.grad(got, (x, T))
+        want = f(x, T)
+        want_grads = torch.autograd.grad(want, (x, T))
+        torch.testing.assert_close(got, want)
+        for a, w in zip(got_grads, want_grads):
+            torch.testing.assert_close(a, w)
+
+
+# -- argument checks --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "x,T,kwargs,exc,words",
+    [
+        ("x", torch.randn(4, 3, 2), {}, TypeError, "x must be a torch.Tensor"),
+        (torch.randn(5, 4), "T", {}, TypeError, "T must be a torch.Tensor"),
+        (torch.randint(0, 3, (5, 4)), torch.randn(4, 3, 2), {}, TypeError, "x must be float16"),
+        (torch.randn(5, 4, 1), torch.randn(4, 3, 2), {}, ValueError, "x must have shape (B, in_features)"),
+        (torch.randn(0, 4), torch.randn(4, 3, 2), {}, ValueError, "x must not be empty"),
+        (torch.randn(5, 4), torch.randn(4, 6), {}, ValueError, "T must have shape (in_features, num_kernels"),
+        (torch.randn(5, 4), torch.randn(3, 3, 2), {}, ValueError, "T must have shape (4, num_kernels, kernel_dim)"),
+        (torch.randn(5, 4), torch.randn(4, 0, 2), {}, ValueError, "T must not be empty"),
+        (torch.randn(5, 4), torch.randn(4, 3, 2, dtype=torch.float64), {}, TypeError, "T must have x's dtype"),
+        (torch.randn(5, 4), torch.randn(4, 3, 2, device="meta"), {}, ValueError, "T must be on the same device"),
+        (torch.randn(5, 4), torch.randn(4, 3, 2), dict(backend="fast"), ValueError, "backend must be one of"),
+    ],
+)
+def test_bad_inputs_raise_clear_errors(x, T, kwargs, exc, words):
+    with pytest.raises(exc) as info:
+        ganfast.ops.minibatch_discrimination(x, T, **kwargs)
+    assert words in str(info.value)
+
+
+def test_bad_features_input():
+    with pytest.raises(ValueError, match=r"M must have shape \(B, num_kernels, kernel_dim\)"):
+        minibatch_features(torch.randn(4, 5))
+    with pytest.raises(ganfast.BackendUnavailable, match="minibatch_discrimination"):
+        minibatch_features(torch.randn(4, 3, 2), backend="cuda")
+
+
+# -- the module -------------------------------------------------------------------------
+
+
+def salimans_minibatch_layer(x, T):
+    """Minibatch discrimination as written in openai/improved-gan (MinibatchLayer), restated in torch:
+    the diagonal is pushed out by adding 1e6 to its distances instead of masked."""
+    B = x.shape[0]
+    activation = (x @ T.reshape(T.shape[0], -1)).reshape(B, T.shape[1], T.shape[2])
+    abs_dif = (activation[:, :, :, None] - activation.permute(1, 2, 0)[None]).abs().sum(dim=2)  # (B, K, B)
+    abs_dif = abs_dif + 1e6 * torch.eye(B, dtype=x.dtype, device=x.device)[:, None, :]
+    f = torch.exp(-abs_dif).sum(dim=2)
+    return torch.cat([x, f], dim=1)
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+def test_module_matches_the_paper(backend, device, gen):
+    m = ganfast.nn.MinibatchDiscrimination(12, 5, 3, backend=backend).to(device).double()
+    assert set(m.state_dict()) == {"T"} and m.T.shape == (12, 5, 3) and m.out_features == 17
+    x = torch.randn(6, 12, generator=gen, dtype=torch.float64).to(device).requires_grad_()
+    y = m(x)
+    want = salimans_minibatch_layer(x, m.T)
+    torch.testing.assert_close(y, want, rtol=1e-12, atol=1e-12)
+    g = torch.randn(y.shape, generator=gen, dtype=torch.float64).to(device)
+    got = torch.autograd.grad(y, (x, m.T), g)
+    expected = torch.autograd.grad(want, (x, m.T), g)
+    for a, w in zip(got, expected):
+        torch.testing.assert_close(a, w, rtol=1e-10, atol=1e-12)
+    assert "num_kernels=5" in repr(m)
+
+
+def test_module_initialisation_keeps_features_alive():
+    """T ~ N(0, 1/in_features): at in_features = 8192 the features of unit-scale inputs are not all 0."""
+    torch.manual_seed(0)
+    m = ganfast.nn.MinibatchDiscrimination(8192, 16, 5, backend="torch")
+    assert abs(float(m.T.detach().std()) * math.sqrt(8192) - 1) < 0.05
+    o = m(torch.randn(8, 8192))[:, 8192:]
+    assert o.shape == (8, 16) and float(o.min()) > 0 and float(o.max()) < 7
+
+
+def test_module_validation():
+    with pytest.raises(ValueError, match="num_kernels must be a positive int"):
+        ganfast.nn.MinibatchDiscrimination(8, 0, 5)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        ganfast.nn.MinibatchDiscrimination(8, 4, 5, backend="fast")
