@@ -21,11 +21,12 @@ __all__ = [
     "use_backend",
     "ops",
     "nn",
+    "metrics",
 ]
 
 # Subpackages reachable as attributes, imported lazily.  Names are added here
 # as the subpackages land (metrics, models, train).
-_SUBMODULES = ("ops", "nn", "ref", "kernels", "cli")
+_SUBMODULES = ("ops", "nn", "metrics", "ref", "kernels", "cli")
 
 
 def __getattr__(name: str) -> Any:
