@@ -21,6 +21,7 @@ CASE_MODULES: Dict[str, str] = {
     "bias_act": "ganfast.bench.bias_act",
     "conv_bn_act": "ganfast.bench.conv_bn_act",
     "conv_transpose_bn_act": "ganfast.bench.conv_transpose_bn_act",
+    "self_attention2d": "ganfast.bench.self_attention2d",
 }
 
 
