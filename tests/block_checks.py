@@ -58,3 +58,16 @@ def check_steps(fused, seq, make_x, dtype, steps=3):
             testing.assert_close(fused.bn.running_mean.cpu(), ref[1].running_mean, stat_dtype, order, "running_mean")
             testing.assert_close(fused.bn.running_var.cpu(), ref[1].running_var, stat_dtype, order, "running_var")
             assert int(fused.bn.num_batches_tracked) == int(ref[1].num_batches_tracked)
+
+
+def check_inference(fused, seq, x, dtype):
+    """Eval mode without gradients (the one-kernel path on triton) against the float64 model."""
+    ref = copy.deepcopy(seq).double().eval()
+    fused = fused.to(DEVICE).eval()
+    with torch.no_grad():
+        out = fused(x.to(DEVICE, dtype))
+        want = ref(x.to(dtype).double())
+    assert out.dtype == dtype
+    if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        assert out.is_contiguous(memory_format=torch.channels_last)
+    testing.assert_close(out.cpu(), want, dtype, 0, "inference output")

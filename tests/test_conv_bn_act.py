@@ -12,7 +12,8 @@ import ganfast
 from ganfast import testing
 from ganfast.ops.batch_norm_act import CUSTOM_OPS
 
-from block_checks import DEVICE, check_steps
+from block_checks import DEVICE, check_inference, check_steps
+from ganfast.ops.conv_affine_act import CUSTOM_OPS as AFFINE_OPS
 
 BACKENDS = ["torch", "triton"]
 
@@ -88,6 +89,41 @@ def test_channels_last(backend, gen):
     assert out.is_contiguous(memory_format=torch.channels_last)
     check_steps(fused, seq, lambda: torch.randn(3, 3, 8, 6, generator=gen, dtype=torch.float64)
                  .to(memory_format=torch.channels_last), torch.float32, steps=2)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_inference_path(backend, dtype, layout, gen):
+    """Eval without gradients: one kernel (triton) with the BatchNorm affine and the activation fused."""
+    fused, seq = _pair(3, 17, 4, 2, 1, bias=True)
+    with torch.no_grad():
+        seq[1].running_mean.normal_(0, 3, generator=gen)
+        seq[1].running_var.uniform_(0.5, 2, generator=gen)
+    fused.bn.load_state_dict(seq[1].state_dict())
+    fused = fused.to(dtype)
+    seq.load_state_dict({k: v.to(dtype) if v.is_floating_point() else v for k, v in seq.state_dict().items()})
+    fused.backend = backend
+    x = torch.randn(3, 3, 5, 7, generator=gen, dtype=torch.float64).contiguous(memory_format=layout)
+    check_inference(fused, seq, x, dtype)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_inference_op_registration(backend, gen):
+    (op,) = AFFINE_OPS
+    x = torch.randn(2, 3, 5, 6, generator=gen).to(DEVICE)
+    w = torch.randn(4, 3, 3, 3, generator=gen).to(DEVICE)
+    vec = [torch.randn(4, generator=gen).to(DEVICE) for _ in range(3)]
+    for layout in (torch.contiguous_format, torch.channels_last):
+        torch.library.opcheck(op, (x.contiguous(memory_format=layout), w, *vec, [2, 1], [1, 0], [0, 0], False,
+                                   0.2, backend))
+    torch._dynamo.reset()
+    fused, _ = _pair(3, 5, 4, 2, 1)
+    fused.backend = backend
+    fused = fused.to(DEVICE).eval()
+    compiled = torch.compile(fused, fullgraph=True)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), fused(x))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -11,7 +11,7 @@ import ganfast
 from ganfast import testing
 from ganfast.ops.conv_transpose2d import CUSTOM_OPS
 
-from block_checks import DEVICE, check_steps
+from block_checks import DEVICE, check_inference, check_steps
 
 BACKENDS = ["torch", "triton"]
 
@@ -100,6 +100,23 @@ def test_batch_norm_options(backend, bn_kw, slope, gen):
     fused, seq = _pair(3, 5, 4, 2, 1, 0, slope=slope, **bn_kw)
     fused.backend = backend
     check_steps(fused, seq, lambda: torch.randn(2, 3, 3, 4, generator=gen, dtype=torch.float64), torch.float32)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_inference_path(backend, dtype, layout, gen):
+    """Eval without gradients: one sub-pixel kernel (triton) with the BatchNorm affine and ReLU fused."""
+    fused, seq = _pair(5, 6, 4, 2, 1, 1, bias=True)
+    with torch.no_grad():
+        seq[1].running_mean.normal_(0, 3, generator=gen)
+        seq[1].running_var.uniform_(0.5, 2, generator=gen)
+    fused.bn.load_state_dict(seq[1].state_dict())
+    fused = fused.to(dtype)
+    seq.load_state_dict({k: v.to(dtype) if v.is_floating_point() else v for k, v in seq.state_dict().items()})
+    fused.backend = backend
+    x = torch.randn(2, 5, 3, 4, generator=gen, dtype=torch.float64).contiguous(memory_format=layout)
+    check_inference(fused, seq, x, dtype)
 
 
 def test_constructor_matches_nn_layers():

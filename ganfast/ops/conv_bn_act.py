@@ -8,15 +8,21 @@ Training mode (batch statistics):
     extra full read and write of the activation for the LeakyReLU in each
     direction and saves two activations instead of one.
 Eval mode (running statistics):
-    BatchNorm is folded into the convolution (``w * gamma / sqrt(var + eps)``
-    and a per-channel bias), and the bias + LeakyReLU run as one
-    :func:`ganfast.ops.bias_act` pass over the convolution's output.
+    for inference (nothing needs a gradient), :mod:`ganfast.ops.conv_affine_act`:
+    on the ``triton`` backend ONE kernel, an implicit GEMM whose epilogue
+    applies the BatchNorm affine and the LeakyReLU in registers; on ``torch``
+    the convolution plus one element-wise pass.  With gradients, BatchNorm is
+    folded into the convolution (``w * gamma / sqrt(var + eps)`` and a
+    per-channel bias) and the bias + LeakyReLU run as one
+    :func:`ganfast.ops.bias_act` pass over the convolution's output, all of
+    it differentiable.
 
-Why the convolution is cuDNN's and not a Triton implicit GEMM: no GPU has
-been available to measure the two against each other yet (bench/RESULTS.md);
-cuDNN is the known-good choice until a measurement says otherwise.  The
-consequence is that the eval path is the convolution plus one element-wise
-pass, not a single kernel with the activation in the GEMM epilogue.
+Which convolution runs: in training mode always torch's (cuDNN on a GPU).
+For eval-mode inference ``auto`` also takes cuDNN + one element-wise pass;
+``backend="triton"`` takes the one-kernel implicit GEMM.  No GPU has been
+available to measure the two against each other yet (bench/RESULTS.md), and
+the Triton kernel's float32 path runs full-precision FMA where cuDNN uses
+TF32, so cuDNN stays the default until a measurement says otherwise.
 
 Derivatives: the convolution and the BatchNorm fold are plain torch
 operations; ``bias_act`` supports every order; the training-mode
@@ -37,6 +43,7 @@ from .. import _backend
 from ..ref.bias_act import compute_dtype
 from .batch_norm_act import batch_norm_act_train, register_backends
 from .bias_act import bias_act
+from .conv_affine_act import conv_affine_act, eval_affine, needs_grad
 
 Tensor = torch.Tensor
 IntPair = Union[int, Sequence[int]]
@@ -201,6 +208,10 @@ def conv_bn_act(
             y, bn_weight, bn_bias, running_mean, running_var, float(momentum), float(eps), float(negative_slope),
             backend,
         )
+    if not needs_grad(x, weight, bias, bn_weight, bn_bias):
+        center, scale, shift = eval_affine(bias, bn_weight, bn_bias, running_mean, running_var, float(eps), x.dtype)
+        return conv_affine_act(x, weight, center, scale, shift, stride, padding, (0, 0), False, negative_slope,
+                               backend)
     w, b = fold_batch_norm(weight, bias, bn_weight, bn_bias, running_mean, running_var, float(eps))
     y = F.conv2d(x, w, None, stride, padding)
     return bias_act(y, b, act="leaky_relu", negative_slope=float(negative_slope), backend=backend)

@@ -7,9 +7,12 @@ implementation shared between the two blocks
 training   ``conv_transpose2d`` (torch or the sub-pixel Triton kernel), then
            BatchNorm + activation in one statistics pass and one
            normalise + affine + activation pass; backward in two passes.
-eval       BatchNorm folded into the transposed convolution's weights (along
-           their output-channel dimension, 1) and a bias; the bias and the
-           activation run as one :func:`ganfast.ops.bias_act` pass.
+eval       inference: :mod:`ganfast.ops.conv_affine_act` (one sub-pixel
+           Triton kernel with the BatchNorm affine and the activation in its
+           epilogue on the ``triton`` backend); with gradients, BatchNorm
+           folded into the weights (along their output-channel dimension, 1)
+           and a bias, the bias and the activation as one
+           :func:`ganfast.ops.bias_act` pass.
 
 Derivatives of every order: the transposed convolution's backward is aten's
 (differentiable), the training-mode BatchNorm + activation recomputes through
@@ -25,6 +28,7 @@ import torch
 from .. import _backend
 from .batch_norm_act import batch_norm_act_train, register_backends
 from .bias_act import bias_act
+from .conv_affine_act import conv_affine_act, eval_affine, needs_grad
 from .conv_bn_act import _check_bn, fold_batch_norm
 from .conv_transpose2d import IntPair, check_conv_transpose_args, conv_transpose2d
 
@@ -70,6 +74,10 @@ def conv_transpose_bn_act(
             y, bn_weight, bn_bias, running_mean, running_var, float(momentum), float(eps), float(negative_slope),
             backend,
         )
+    if not needs_grad(x, weight, bias, bn_weight, bn_bias):
+        center, scale, shift = eval_affine(bias, bn_weight, bn_bias, running_mean, running_var, float(eps), x.dtype)
+        return conv_affine_act(x, weight, center, scale, shift, stride, padding, output_padding, True,
+                               negative_slope, backend)
     w, b = fold_batch_norm(weight, bias, bn_weight, bn_bias, running_mean, running_var, float(eps), out_dim=1)
     y = conv_transpose2d(x, w, None, stride, padding, output_padding, backend=backend)
     return bias_act(y, b, act="leaky_relu", negative_slope=float(negative_slope), backend=backend)
