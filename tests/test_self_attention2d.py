@@ -213,6 +213,29 @@ def test_memory_is_linear_in_positions(gen):
     assert largest["torch", 256] >= 16 * largest["torch", 64]
 
 
+@pytest.mark.gpu
+def test_memory_128x128_batch8_on_gpu():
+    """The issue's case: a 128x128 map (N = 16384) at batch 8, where one bf16 N x N matrix is 4 GiB.
+
+    Forward + backward on the triton path may use only what it returns (out,
+    dq, dk, dv) and the two (B, N) float32 vectors, with allocator slack.
+    """
+    b, d, c, n = 8, 32, 256, 128 * 128
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    q, k = (torch.randn(b, d, n, device="cuda", generator=gen).mul(d ** -0.25).bfloat16() for _ in range(2))
+    v = torch.randn(b, c, n, device="cuda", generator=gen).bfloat16()
+    g = torch.randn(b, c, n, device="cuda", generator=gen).bfloat16()
+    leaves = [t.requires_grad_() for t in (q, k, v)]
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    torch.autograd.grad(ganfast.ops.self_attention2d(*leaves, backend="triton"), leaves, g)
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated() - base
+    returned = 2 * b * n * (2 * d + 2 * c) + 2 * 4 * b * n
+    assert peak <= 2 * returned < b * n * n * 2 // 16
+
+
 # -- registration ---------------------------------------------------------------------
 
 
