@@ -1,4 +1,4 @@
-"""kernels/batch_norm.py: every host function against float64 torch on the same input values."""
+"""kernels/batch_norm_act.py: every host function against float64 torch on the same input values."""
 
 import itertools
 
@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from ganfast import testing
-from ganfast.kernels import batch_norm as bn
+from ganfast.kernels import batch_norm_act as bn
 
 from conftest import triton_devices
 

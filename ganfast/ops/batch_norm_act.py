@@ -57,9 +57,9 @@ def _torch_impl():
 
 
 def _triton_impl():
-    from ganfast.kernels import batch_norm
+    from ganfast.kernels import batch_norm_act
 
-    return batch_norm
+    return batch_norm_act
 
 
 def register_backends(op: str) -> None:

@@ -5,7 +5,7 @@ The definition of correct is the unfused torch.nn composition,
 ``F.batch_norm``'s running-statistics semantics.
 
 The other functions are the torch backend of the ``batch_norm_act`` op: the
-same host-function interface as ``ganfast.kernels.batch_norm`` (per-channel
+same host-function interface as ``ganfast.kernels.batch_norm_act`` (per-channel
 statistics, the fused normalise + affine + activation pass, and the two
 passes of its backward), written in plain PyTorch.  The channel dimension is
 1; ``acc`` is float32 for float16/bfloat16/float32 inputs and float64 for
