@@ -158,6 +158,15 @@ def _bench(args: argparse.Namespace) -> int:
     return command.run(args, argv=args._argv)
 
 
+# --- fid ------------------------------------------------------------------
+
+
+def _fid(args: argparse.Namespace) -> int:
+    from .metrics import command as fid_command
+
+    return fid_command.run(args)
+
+
 # --- entry point ------------------------------------------------------------
 
 
@@ -185,6 +194,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     command.add_arguments(p)
     p.set_defaults(func=_bench)
+
+    p = sub.add_parser(
+        "fid",
+        help="FID between two folders of images or .npz statistics files",
+        description="Frechet Inception Distance between A and B, each a folder of images or an .npz statistics "
+                    "file (pytorch-fid's format: mu, sigma). Images are read as RGB and fed to the FID "
+                    "Inception-v3, whose weights file (pt_inception-2015-12-05-6726825d.pth) must be given with "
+                    "--weights or GANFAST_INCEPTION_WEIGHTS: nothing is downloaded. Prints 'FID: <value>'.",
+    )
+    from .metrics import command as fid_command
+
+    fid_command.add_arguments(p)
+    p.set_defaults(func=_fid)
     return parser
 
 
