@@ -17,33 +17,43 @@ Layers, as every op in ganfast:
 * reference: :mod:`ganfast.ref.minibatch_discrimination` (the definition,
   the torch backend);
 * Triton: :mod:`ganfast.kernels.minibatch_discrimination` (one forward and
-  one backward kernel; per-program accumulation over j, no atomics:
+  one backward kernel on M; per-program accumulation over j, no atomics:
   deterministic);
-* two registered custom ops on M, ``ganfast::minibatch_discrimination`` (M ->
-  o) and ``ganfast::minibatch_discrimination_backward``, with fake
-  implementations and autograd (``torch.compile(fullgraph=True)`` and
-  ``torch.library.opcheck`` clean);
-* the public functions :func:`minibatch_discrimination` (x, T -> the layer's
-  output) and :func:`minibatch_features` (M -> o), and the module
-  :class:`ganfast.nn.MinibatchDiscrimination`.
+* two registered custom ops, ``ganfast::minibatch_discrimination`` ((x, T)
+  -> (o, M); M is a non-differentiable second output, saved for the
+  backward) and ``ganfast::minibatch_discrimination_backward`` ((grad of o,
+  x, T, M) -> (dx, dT)), with fake implementations and autograd
+  (``torch.compile(fullgraph=True)`` and ``torch.library.opcheck`` clean);
+* the public function :func:`minibatch_discrimination` (argument checks and
+  the concat) and the module :class:`ganfast.nn.MinibatchDiscrimination`.
 
-Derivatives: the first derivative w.r.t. M runs the selected backend's
-kernel (``dM[i] = -sum_j (g[i] + g[j]) c(i, j) sign(M[i] - M[j])``, sign(0) = 0
-as torch's ``abs``); x and T get theirs from the matmul through autograd.
-When the backward must itself be differentiable (``create_graph=True``), it
-is recomputed through the reference instead, which supports every order.
-There is no CUDA C++ implementation (the Triton kernels serve CUDA tensors).
+Precision: as the reference defines it, M is computed and kept in float32
+for float16/bfloat16 inputs (the pairwise part amplifies M's rounding; see
+:mod:`ganfast.ref.minibatch_discrimination`).  On CUDA the triton backend
+gets it from a half-precision GEMM with a float32 output (``torch.mm(...,
+out_dtype=torch.float32)``: tensor cores, no float32 copy of x); elsewhere
+from the upcast operands.  The backward's two GEMMs (dx = dM T^T,
+dT = x^T dM) run in x's dtype on dM rounded once to it.
+
+Derivatives: the first derivative runs the selected backend's kernel for
+``dM[i] = -sum_j (g[i] + g[j]) c(i, j) sign(M[i] - M[j])`` (sign(0) = 0, as
+torch's ``abs``), then the GEMMs.  When the backward must itself be
+differentiable (``create_graph=True``: R1, WGAN-GP), it is recomputed
+through the reference instead, which supports every order; slower, and only
+taken on penalty steps.  There is no CUDA C++ implementation (the Triton
+kernels serve CUDA tensors).
 """
 
 from __future__ import annotations
 
 import types
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import torch
 
-from .. import _backend, _layout
+from .. import _backend
 from ..ref import minibatch_discrimination as ref
+from ..ref.bias_act import compute_dtype
 
 Tensor = torch.Tensor
 
@@ -54,86 +64,108 @@ SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 # -- torch backend ----------------------------------------------------------------------
 
 
-def _torch_forward(M):
-    return ref.minibatch_features(M).contiguous()
-
-
-def _torch_backward(grad, M):
-    return _layout.like_layout_of(ref.minibatch_features_grad(grad, M), M)
+def _torch_impl():
+    return types.SimpleNamespace(
+        project=ref.project,
+        features=lambda M, dtype: ref.minibatch_features(M).to(dtype).contiguous(),
+        features_backward=ref.minibatch_features_grad,
+    )
 
 
 # -- triton backend ---------------------------------------------------------------------
 
 
-def _load_triton():
+def _triton_impl():
     from ganfast.kernels import minibatch_discrimination as kernels
 
-    def forward(M):
-        o = M.new_empty(M.shape[:2])
+    def project(x, T):
+        A, K, D = T.shape
+        if x.device.type == "cuda" and x.dtype in (torch.float16, torch.bfloat16):
+            # Tensor-core GEMM with a float32 result: M is never rounded to half.
+            return torch.mm(x, T.reshape(A, K * D), out_dtype=torch.float32).reshape(x.shape[0], K, D)
+        return ref.project(x, T)
+
+    def features(M, dtype):
+        o = M.new_empty(M.shape[:2], dtype=dtype)
         kernels.forward(M, o)
         return o
 
-    def backward(grad, M):
+    def features_backward(grad, M):
         dM = torch.empty_like(M)
         kernels.backward(grad, M, dM)
         return dM
 
-    return types.SimpleNamespace(forward=forward, backward=backward)
+    return types.SimpleNamespace(project=project, features=features, features_backward=features_backward)
 
 
 _backend.register_op(OP, auto_order=("triton", "torch"))
-_backend.register(OP, "torch", lambda: types.SimpleNamespace(forward=_torch_forward, backward=_torch_backward))
-_backend.register(OP, "triton", _load_triton)
+_backend.register(OP, "torch", _torch_impl)
+_backend.register(OP, "triton", _triton_impl)
 
 
 # -- registered ops ---------------------------------------------------------------------
 
 
 @torch.library.custom_op("ganfast::minibatch_discrimination", mutates_args=())
-def _minibatch_features_op(M: Tensor, backend: str) -> Tensor:
-    """(B, K, D) -> (B, K): o[i, b] = sum_{j != i} exp(-||M[i, b] - M[j, b]||_1)."""
-    _, impl = _backend.select(OP, backend, M.device)
-    return impl.forward(M)
+def _minibatch_discrimination_op(x: Tensor, T: Tensor, backend: str) -> Tuple[Tensor, Tensor]:
+    """(x (B, A), T (A, K, D)) -> (o (B, K) in x's dtype, M (B, K, D) in the compute dtype)."""
+    _, impl = _backend.select(OP, backend, x.device)
+    M = impl.project(x, T)
+    return impl.features(M, x.dtype), M
 
 
-@_minibatch_features_op.register_fake
-def _(M, backend):
-    return M.new_empty(M.shape[:2])
+@_minibatch_discrimination_op.register_fake
+def _(x, T, backend):
+    B, (A, K, D) = x.shape[0], T.shape
+    return x.new_empty((B, K)), x.new_empty((B, K, D), dtype=compute_dtype(x.dtype))
 
 
 @torch.library.custom_op("ganfast::minibatch_discrimination_backward", mutates_args=())
-def _minibatch_features_backward_op(grad: Tensor, M: Tensor, backend: str) -> Tensor:
-    """Gradient of ``ganfast::minibatch_discrimination`` w.r.t. ``M``; first order only."""
-    _, impl = _backend.select(OP, backend, M.device)
-    return impl.backward(grad, M)
+def _minibatch_discrimination_backward_op(
+    grad: Tensor, x: Tensor, T: Tensor, M: Tensor, need_x: bool, need_T: bool, backend: str
+) -> Tuple[Tensor, Tensor]:
+    """(dx, dT) for the incoming gradient of o; an empty tensor where not needed.  First order only."""
+    _, impl = _backend.select(OP, backend, x.device)
+    A, K, D = T.shape
+    dM = impl.features_backward(grad, M).to(x.dtype).reshape(x.shape[0], K * D)
+    dx = dM @ T.reshape(A, K * D).t() if need_x else x.new_empty(0)
+    dT = (x.t() @ dM).reshape(A, K, D) if need_T else T.new_empty(0)
+    return dx, dT
 
 
-@_minibatch_features_backward_op.register_fake
-def _(grad, M, backend):
-    return torch.empty_like(M)
+@_minibatch_discrimination_backward_op.register_fake
+def _(grad, x, T, M, need_x, need_T, backend):
+    return (x.new_empty(x.shape) if need_x else x.new_empty(0)), (T.new_empty(T.shape) if need_T else T.new_empty(0))
 
 
 def _setup(ctx, inputs, output):
-    M, backend = inputs
-    ctx.save_for_backward(M)
+    x, T, backend = inputs
+    _, M = output
+    ctx.mark_non_differentiable(M)
+    ctx.save_for_backward(x, T, M)
     ctx.backend = backend
 
 
-def _backward(ctx, grad):
-    (M,) = ctx.saved_tensors
-    if not ctx.needs_input_grad[0]:
-        return None, None
+def _backward(ctx, grad, _grad_M):
+    x, T, M = ctx.saved_tensors
+    need_x, need_T = ctx.needs_input_grad[:2]
+    if not (need_x or need_T):
+        return None, None, None
     if torch.is_grad_enabled():
         # create_graph=True: the gradient must itself be differentiable.
         # Recompute through the reference (documented in the module docstring).
+        wrt = [t for t, n in ((x, need_x), (T, need_T)) if n]
         with torch.enable_grad():
-            (dM,) = torch.autograd.grad(ref.minibatch_features(M), M, grad, create_graph=True)
-    else:
-        dM = _minibatch_features_backward_op(grad, M, ctx.backend)
-    return dM, None
+            o = ref.minibatch_features(ref.project(x, T)).to(x.dtype)
+            got = iter(torch.autograd.grad(o, wrt, grad, create_graph=True))
+        dx = next(got) if need_x else None
+        dT = next(got) if need_T else None
+        return dx, dT, None
+    dx, dT = _minibatch_discrimination_backward_op(grad, x, T, M, need_x, need_T, ctx.backend)
+    return (dx if need_x else None), (dT if need_T else None), None
 
 
-_minibatch_features_op.register_autograd(_backward, setup_context=_setup)
+_minibatch_discrimination_op.register_autograd(_backward, setup_context=_setup)
 
 
 # -- public functions -------------------------------------------------------------------
@@ -150,35 +182,23 @@ def _check_tensor(t, name: str, dims: int, shape_text: str) -> None:
         raise ValueError(f"{name} must not be empty; got shape {tuple(t.shape)}")
 
 
-def _resolve(backend: Optional[str]) -> str:
-    return _backend.current_backend() if backend is None else _backend._check_name(backend)
-
-
-def minibatch_features(M: Tensor, backend: Optional[str] = None) -> Tensor:
-    """The minibatch features o (B, K) of projected features M (B, K, D).
-
-    ``o[i, b] = sum_{j != i} exp(-||M[i, b] - M[j, b]||_1)``; a batch of one
-    gives zeros.  M may have any strides; the result has M's dtype,
-    arithmetic in float32 (float64 for float64 M).  Derivatives of every
-    order (see the module docstring).
-    """
-    _check_tensor(M, "M", 3, "(B, num_kernels, kernel_dim)")
-    return _minibatch_features_op(M, _resolve(backend))
-
-
 def minibatch_discrimination(x: Tensor, T: Tensor, backend: Optional[str] = None) -> Tensor:
     """Minibatch discrimination (Salimans et al. 2016): ``cat([x, o(x @ T)], dim=1)``.
 
     Args:
         x: (B, A) features, float16, bfloat16, float32 or float64.
-        T: (A, num_kernels, kernel_dim) tensor, x's dtype and device.
+        T: (A, num_kernels, kernel_dim) tensor on x's device, in x's dtype,
+            or in float32/float64 (mixed precision: it is cast to x's dtype,
+            and its gradient comes back in its own).
         backend: ``"torch"``, ``"triton"``, ``"auto"``, or None for the
-            current choice (:func:`ganfast.use_backend`); it selects the
-            implementation of the pairwise part, the matmul is torch's.
+            current choice (:func:`ganfast.use_backend`).
 
     Returns:
-        (B, A + num_kernels) in x's dtype.  Differentiable w.r.t. x and T to
-        every order (first order on the selected backend).
+        (B, A + num_kernels) in x's dtype, with
+        ``o[i, b] = sum_{j != i} exp(-||M[i, b] - M[j, b]||_1)`` (zeros for a
+        batch of one).  M = x @ T is computed in float32 for half inputs (see
+        the module docstring).  Differentiable w.r.t. x and T to every order:
+        the first on the selected backend, higher ones through the reference.
     """
     _check_tensor(x, "x", 2, "(B, in_features)")
     _check_tensor(T, "T", 3, "(in_features, num_kernels, kernel_dim)")
@@ -189,13 +209,16 @@ def minibatch_discrimination(x: Tensor, T: Tensor, backend: Optional[str] = None
         )
     if T.device != x.device:
         raise ValueError(f"T must be on the same device as x ({x.device}); got {T.device}")
-    if T.dtype != x.dtype:
-        raise TypeError(f"T must have x's dtype ({x.dtype}); got {T.dtype}")
-    A, K, D = T.shape
-    M = (x @ T.reshape(A, K * D)).reshape(x.shape[0], K, D)
-    o = _minibatch_features_op(M, _resolve(backend))
-    return torch.cat([x, o.to(x.dtype)], dim=1)
+    if T.dtype not in (x.dtype, torch.float32, torch.float64):
+        raise TypeError(f"T must have x's dtype ({x.dtype}), float32 or float64; got {T.dtype}")
+    if x.shape[0] * T.shape[1] * T.shape[2] >= 2**31:
+        raise ValueError(
+            f"B * num_kernels * kernel_dim must be under 2^31; got {x.shape[0]} * {T.shape[1]} * {T.shape[2]}"
+        )
+    backend = _backend.current_backend() if backend is None else _backend._check_name(backend)
+    o, _ = _minibatch_discrimination_op(x, T.to(x.dtype), backend)
+    return torch.cat([x, o], dim=1)
 
 
 #: Registered ops of this module, for opcheck and the docs.
-CUSTOM_OPS: Sequence = (_minibatch_features_op, _minibatch_features_backward_op)
+CUSTOM_OPS: Sequence = (_minibatch_discrimination_op, _minibatch_discrimination_backward_op)
