@@ -239,3 +239,16 @@ def test_module_validation():
         ganfast.nn.MinibatchStdDev(4, 1.5)
     with pytest.raises(ValueError, match="backend must be one of"):
         ganfast.nn.MinibatchStdDev(backend="fast")
+
+
+# -- the benchmark baseline -------------------------------------------------------------
+
+
+def test_bench_baseline_computes_the_reference_function():
+    """The StyleGAN2 form `ganfast bench` times is plain user code, but must compute what ganfast.ref defines."""
+    from ganfast.bench.minibatch_stddev import cases
+
+    for case in [c for c in cases() if c.quick]:
+        (x,) = case.make_inputs(torch.float64, torch.device("cpu"), requires_grad=False).args
+        want = ref.minibatch_stddev(x, case.params["group_size"], case.params["num_channels"])
+        torch.testing.assert_close(case.eager()(x), want, rtol=1e-12, atol=1e-12)
