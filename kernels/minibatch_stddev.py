@@ -59,8 +59,15 @@ def _tile_offsets(
     s_h,
     s_w,
     INDEX64: tl.constexpr,
+    FLAT: tl.constexpr,  # strides are (H*W, W, 1): the offset is f*c*H*W + p, no divisions
 ):
     """Offsets (without the sample term) of positions ``p`` of split ``f``."""
+    if FLAT:
+        base = f * c
+        if INDEX64:
+            base = base.to(tl.int64)
+            p = p.to(tl.int64)
+        return base * HW + p
     ci = p // HW
     hw = p % HW
     h = hw // W
@@ -71,6 +78,21 @@ def _tile_offsets(
         h = h.to(tl.int64)
         w = w.to(tl.int64)
     return ch * s_c + h * s_h + w * s_w
+
+
+@triton.jit
+def _pixel_offsets(q, W, s_h, s_w, INDEX64: tl.constexpr, FLAT: tl.constexpr):
+    """Offsets of pixels ``q`` (0 .. H*W) within one channel; FLAT: strides (W, 1)."""
+    if FLAT:
+        if INDEX64:
+            q = q.to(tl.int64)
+        return q
+    h = q // W
+    w = q % W
+    if INDEX64:
+        h = h.to(tl.int64)
+        w = w.to(tl.int64)
+    return h * s_h + w * s_w
 
 
 @triton.jit
@@ -124,6 +146,8 @@ def _stats_kernel(
     GB: tl.constexpr,  # G rounded up to a power of two
     BLOCK: tl.constexpr,  # positions per tile
     INDEX64: tl.constexpr,
+    FLAT_X: tl.constexpr,  # x's (C, H, W) strides are (H*W, W, 1)
+    FLAT_O: tl.constexpr,  # out's are
 ):
     pid = tl.program_id(0)
     mf = pid // S
@@ -141,8 +165,8 @@ def _stats_kernel(
         p = p0 + tl.arange(0, BLOCK)
         pmask = p < P
         mask = gmask[:, None] & pmask[None, :]
-        xo = _tile_offsets(p, f, c, HW, W, sx_c, sx_h, sx_w, INDEX64)
-        oo = _tile_offsets(p, f, c, HW, W, so_c, so_h, so_w, INDEX64)
+        xo = _tile_offsets(p, f, c, HW, W, sx_c, sx_h, sx_w, INDEX64, FLAT_X)
+        oo = _tile_offsets(p, f, c, HW, W, so_c, so_h, so_w, INDEX64, FLAT_O)
         raw = tl.load(x_ptr + x_rows[:, None] + xo[None, :], mask=mask, other=0.0)
         tl.store(out_ptr + o_rows[:, None] + oo[None, :], raw, mask=mask)  # the concat
         _, sd = _group_stats(raw.to(ACC), mask, G, eps, GB)
@@ -181,6 +205,7 @@ def _fill_kernel(
     PB: tl.constexpr,  # partials per step of their sum
     BLOCK: tl.constexpr,
     INDEX64: tl.constexpr,
+    FLAT_O: tl.constexpr,  # out's (H, W) strides are (W, 1)
 ):
     pid = tl.program_id(0)
     mf = pid // R
@@ -197,13 +222,9 @@ def _fill_kernel(
     start = r * FILL
     for q0 in range(start, start + FILL, BLOCK):
         q = q0 + tl.arange(0, BLOCK)
-        h = q // W
-        w = q % W
-        if INDEX64:
-            h = h.to(tl.int64)
-            w = w.to(tl.int64)
         mask = gmask[:, None] & (q < HW)[None, :]
-        tl.store(out_ptr + rows[:, None] + (h * so_h + w * so_w)[None, :], vals, mask=mask)
+        qo = _pixel_offsets(q, W, so_h, so_w, INDEX64, FLAT_O)
+        tl.store(out_ptr + rows[:, None] + qo[None, :], vals, mask=mask)
 
 
 @triton.jit
@@ -223,6 +244,7 @@ def _grad_sum_kernel(
     GB: tl.constexpr,
     BLOCK: tl.constexpr,
     INDEX64: tl.constexpr,
+    FLAT_G: tl.constexpr,  # g's (H, W) strides are (W, 1)
 ):
     pid = tl.program_id(0)
     mf = pid // S2
@@ -238,14 +260,9 @@ def _grad_sum_kernel(
     start = s * CHUNK2
     for q0 in range(start, start + CHUNK2, BLOCK):
         q = q0 + tl.arange(0, BLOCK)
-        h = q // W
-        w = q % W
-        if INDEX64:
-            h = h.to(tl.int64)
-            w = w.to(tl.int64)
         mask = gmask[:, None] & (q < HW)[None, :]
-        acc += tl.load(g_ptr + rows[:, None] + (ch * sg_c + h * sg_h + w * sg_w)[None, :], mask=mask,
-                       other=0.0).to(ACC)
+        qo = ch * sg_c + _pixel_offsets(q, W, sg_h, sg_w, INDEX64, FLAT_G)
+        acc += tl.load(g_ptr + rows[:, None] + qo[None, :], mask=mask, other=0.0).to(ACC)
     tl.store(part_ptr + mf * S2 + s, tl.sum(tl.sum(acc, axis=1), axis=0))
 
 
@@ -276,6 +293,9 @@ def _backward_kernel(
     PB: tl.constexpr,
     BLOCK: tl.constexpr,
     INDEX64: tl.constexpr,
+    FLAT_G: tl.constexpr,  # (C, H, W) strides (H*W, W, 1) for g, x and dx
+    FLAT_X: tl.constexpr,
+    FLAT_D: tl.constexpr,
 ):
     pid = tl.program_id(0)
     mf = pid // S
@@ -293,9 +313,9 @@ def _backward_kernel(
     for p0 in range(start, start + CHUNK, BLOCK):
         p = p0 + tl.arange(0, BLOCK)
         mask = gmask[:, None] & (p < P)[None, :]
-        xo = _tile_offsets(p, f, c, HW, W, sx_c, sx_h, sx_w, INDEX64)
-        go = _tile_offsets(p, f, c, HW, W, sg_c, sg_h, sg_w, INDEX64)
-        do = _tile_offsets(p, f, c, HW, W, sd_c, sd_h, sd_w, INDEX64)
+        xo = _tile_offsets(p, f, c, HW, W, sx_c, sx_h, sx_w, INDEX64, FLAT_X)
+        go = _tile_offsets(p, f, c, HW, W, sg_c, sg_h, sg_w, INDEX64, FLAT_G)
+        do = _tile_offsets(p, f, c, HW, W, sd_c, sd_h, sd_w, INDEX64, FLAT_D)
         v = tl.load(x_ptr + x_rows[:, None] + xo[None, :], mask=mask, other=0.0).to(ACC)
         g = tl.load(g_ptr + g_rows[:, None] + go[None, :], mask=mask, other=0.0).to(ACC)
         dev, sd = _group_stats(v, mask, G, eps, GB)
@@ -336,6 +356,16 @@ def _index64(*tensors: torch.Tensor) -> bool:
     return reach + (1 << 16) >= 2**31
 
 
+def _flat(t: torch.Tensor, dims=(1, 2, 3)) -> bool:
+    """Whether ``t``'s strides over ``dims`` are those of a contiguous tensor (size-1 dims ignored)."""
+    expected = 1
+    for d in reversed(dims):
+        if t.shape[d] != 1 and t.stride(d) != expected:
+            return False
+        expected *= t.shape[d]
+    return True
+
+
 def forward(x: torch.Tensor, out: torch.Tensor, G: int, F: int, eps: float) -> None:
     """Fill ``out`` (N, C + F, H, W), allocated by the caller in any layout."""
     N, C, H, W = x.shape
@@ -349,14 +379,14 @@ def forward(x: torch.Tensor, out: torch.Tensor, G: int, F: int, eps: float) -> N
     _stats_kernel[(n * F * S,)](
         x, out, part, n, F, c, HW, W, G, S, chunk,
         *x.stride(), *out.stride(), *_split(eps),
-        ACC=acc, GB=gb, BLOCK=block, INDEX64=i64, num_warps=warps,
+        ACC=acc, GB=gb, BLOCK=block, INDEX64=i64, FLAT_X=_flat(x), FLAT_O=_flat(out), num_warps=warps,
     )
     _, fill_block, fill, fill_warps = _config(G, HW)
     R = triton.cdiv(HW, fill)
     pb = max(16, min(1024, triton.next_power_of_2(S)))
     _fill_kernel[(n * F * R,)](
         out, part, n, F, C, HW, W, G, S, R, fill, *_split(1.0 / P), *out.stride(),
-        ACC=acc, GB=gb, PB=pb, BLOCK=fill_block, INDEX64=i64, num_warps=fill_warps,
+        ACC=acc, GB=gb, PB=pb, BLOCK=fill_block, INDEX64=i64, FLAT_O=_flat(out, (2, 3)), num_warps=fill_warps,
     )
 
 
@@ -372,7 +402,7 @@ def backward(grad: torch.Tensor, x: torch.Tensor, dx: torch.Tensor, G: int, F: i
     part = torch.empty((n * F, S2), dtype=_acc_torch(x.dtype), device=x.device)
     _grad_sum_kernel[(n * F * S2,)](
         grad, part, n, F, C, HW, W, G, S2, chunk2, *grad.stride(),
-        ACC=acc, GB=gb, BLOCK=block2, INDEX64=i64, num_warps=warps2,
+        ACC=acc, GB=gb, BLOCK=block2, INDEX64=i64, FLAT_G=_flat(grad, (2, 3)), num_warps=warps2,
     )
     gb, block, chunk, warps = _config(G, P)
     S = triton.cdiv(P, chunk)
@@ -380,5 +410,6 @@ def backward(grad: torch.Tensor, x: torch.Tensor, dx: torch.Tensor, G: int, F: i
     _backward_kernel[(n * F * S,)](
         grad, x, dx, part, n, F, c, HW, W, G, S, chunk, S2,
         *grad.stride(), *x.stride(), *dx.stride(), *_split(eps), *_split(1.0 / (G * P)),
-        ACC=acc, GB=gb, PB=pb, BLOCK=block, INDEX64=i64, num_warps=warps,
+        ACC=acc, GB=gb, PB=pb, BLOCK=block, INDEX64=i64,
+        FLAT_G=_flat(grad), FLAT_X=_flat(x), FLAT_D=_flat(dx), num_warps=warps,
     )

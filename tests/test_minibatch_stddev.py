@@ -126,6 +126,19 @@ def test_deterministic(backend, device, gen):
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_triton_64bit_offsets(layout, gen, monkeypatch):
+    """The INDEX64 path (taken past 2^31 elements) on a small input, by forcing it."""
+    from ganfast.kernels import minibatch_stddev as kernels
+
+    monkeypatch.setattr(kernels, "_index64", lambda *tensors: True)
+    x = _x((4, 6, 5, 7), torch.float32, "cuda" if HAS_CUDA else "cpu", gen)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    testing.check_op(_fast("triton", 2, 3), _ref(2, 3), [x], differentiable=[0], order=1, generator=gen,
+                     gradcheck=False)
+
+
 def test_closed_form_gradient_matches_autograd(gen):
     """ref.minibatch_stddev_grad, which the kernels implement, is autograd of ref.minibatch_stddev."""
     x = torch.randn(6, 4, 3, 5, generator=gen, dtype=torch.float64).requires_grad_()
