@@ -67,7 +67,8 @@ class BenchCase:
 
     Subclasses implement :meth:`make_inputs`, :meth:`ganfast`, :meth:`eager`,
     :meth:`bytes_moved` and :meth:`flops`.  ``dtypes`` are the dtypes timed
-    when the command line names none.  ``quick`` cases are small and make up
+    when the command line names none; ``passes`` and ``devices`` limit the
+    passes and device types the case is run on.  ``quick`` cases are small and make up
     the ``--quick`` set (for CI on a CPU); the others make up the full set.
     """
 
@@ -77,6 +78,11 @@ class BenchCase:
     params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     dtypes: Tuple[str, ...] = ("bfloat16", "float32")
     quick: bool = False
+    # The passes that exist for this case (a statistics op has no backward), and
+    # the device types it is timed on (a baseline taking minutes per call on a
+    # CPU is left to the GPU).
+    passes: Tuple[str, ...] = PASSES
+    devices: Tuple[str, ...] = ("cpu", "cuda")
 
     # --- to implement per op ------------------------------------------------
 

@@ -157,8 +157,9 @@ def _sig(x: Optional[float], suffix: str = "") -> str:
     return f"{x:.{digits}f}{suffix}"
 
 
+# "rel err": ||out - ref|| / ||ref|| against the float64 eager reference (outputs and gradients, the worst).
 COLUMNS = ("case", "shape", "dtype", "pass", "provider", "median ms (p20-p80)", "vs eager", "vs compile",
-           "GB/s", "TFLOP/s", "%peak BW", "%peak FLOP", "note")
+           "GB/s", "TFLOP/s", "%peak BW", "%peak FLOP", "rel err", "note")
 
 
 def table_rows(rows: Sequence[Row]) -> List[List[str]]:
@@ -178,6 +179,7 @@ def table_rows(rows: Sequence[Row]) -> List[List[str]]:
             _sig(r.tflops),
             _sig(r.pct_peak_bw, "%"),
             _sig(r.pct_peak_flops, "%"),
+            _sig(r.rel_err),
             note,
         ])
     return out
@@ -189,7 +191,7 @@ def format_table(rows: Sequence[Row], max_note: int = 90) -> str:
         if len(cells[-1]) > max_note:
             cells[-1] = cells[-1][: max_note - 3] + "..."
     widths = [max([len(c)] + [len(cells[i]) for cells in body]) for i, c in enumerate(COLUMNS)]
-    right = {5, 6, 7, 8, 9, 10, 11}
+    right = {5, 6, 7, 8, 9, 10, 11, 12}
 
     def line(cells: Sequence[str]) -> str:
         parts = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))]

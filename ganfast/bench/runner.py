@@ -156,6 +156,8 @@ def tolerance(dtype: torch.dtype) -> float:
 
 def case_skip_reason(case: BenchCase, device: torch.device, cfg: "BenchConfig") -> Optional[str]:
     """Why a whole case is not run on ``device`` (None: it is)."""
+    if device.type not in case.devices:
+        return f"this case runs on {' and '.join(case.devices)} devices only"
     if device.type == "cpu" and case.numel > cfg.cpu_max_numel:
         return f"{case.numel:,} elements is too large for a CPU run (limit {cfg.cpu_max_numel:,}); run on a GPU"
     return None
@@ -264,7 +266,8 @@ class Runner:
         for case in cases:
             for dname in self.dtypes_for(case):
                 for pass_ in self.config.passes:
-                    rows.extend(self.run_one(case, dname, pass_))
+                    if pass_ in case.passes:
+                        rows.extend(self.run_one(case, dname, pass_))
         return rows
 
     def _row(self, case: BenchCase, dname: str, pass_: str, provider: str, status: str, reason: str = "") -> Row:

@@ -61,6 +61,7 @@ def params(op: str) -> List[Param]:
         for case in all_cases(op)
         for dtype in case.dtypes
         for pass_ in PASSES
+        if pass_ in case.passes
         for provider in ALL_PROVIDERS
     ]
 
