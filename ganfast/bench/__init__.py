@@ -21,9 +21,11 @@ CASE_MODULES: Dict[str, str] = {
     "bias_act": "ganfast.bench.bias_act",
     "conv_bn_act": "ganfast.bench.conv_bn_act",
     "conv_transpose_bn_act": "ganfast.bench.conv_transpose_bn_act",
+    "feature_stats": "ganfast.bench.feature_stats",
     "minibatch_discrimination": "ganfast.bench.minibatch_discrimination",
     "minibatch_stddev": "ganfast.bench.minibatch_stddev",
     "self_attention2d": "ganfast.bench.self_attention2d",
+    "sqrtm_trace": "ganfast.bench.sqrtm",
 }
 
 
