@@ -29,8 +29,8 @@ choice is reasoned, NOT measured: Cholesky is cheap on cuSOLVER and
 ``eigvalsh`` (no eigenvectors) is the cheapest exact eigen-solver it has;
 the matmul-only Newton-Schulz candidate (``method="newton_schulz"``) is
 implemented for measurement and is inexact on rank-deficient spectra (see
-its docstring).  ``ganfast bench --op fid`` times the methods side by side
-on whatever device it runs on.
+its docstring).  ``ganfast bench --op sqrtm_trace`` times the methods side
+by side on whatever device it runs on.
 
 Derivatives: first derivatives are supported (closed forms, see
 :func:`ganfast.ref.sqrtm.sqrtm_trace_grad` and
