@@ -14,7 +14,7 @@ Providers, for every case:
 Before a provider is timed, its output (and, for fwd+bwd, its gradients) is
 compared with the eager function run in float64 on upcast inputs; a provider
 outside the dtype's tolerance is still timed but its row says ``mismatch``,
-and the command exits non-zero.
+and the command exits non-zero (a baseline outside it is only noted).
 """
 
 from __future__ import annotations
@@ -309,8 +309,15 @@ class Runner:
                 outs = step()  # first call: compiles, and is checked
                 row.rel_err = max_rel_err(outs, refs)
                 if not row.rel_err <= tol:
-                    row.status = "mismatch"
+                    # A ganfast provider off the float64 result fails the run.  A baseline
+                    # (eager PyTorch, or torch.compile of it) in bf16/fp16 can be off
+                    # by its own roundings: that is reported, not failed, since it is
+                    # the thing compared against, not the thing under test.
                     row.reason = f"rel. error {row.rel_err:.2e} vs float64 eager exceeds {tol:.0e}"
+                    if provider.kind == "ganfast":
+                        row.status = "mismatch"
+                    else:
+                        row.reason = "baseline " + row.reason
                 del outs
                 stats = Stats.of(self.timer(step))
             except Exception as err:
