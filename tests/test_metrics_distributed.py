@@ -46,10 +46,8 @@ def _worker(rank, world, init_file, out_dir):
 
 def test_all_reduce_equals_statistics_of_everything(tmp_path):
     world = 2
-    # fork: the children start in a second instead of re-importing torch (nothing here has touched CUDA)
-    method = "fork" if "fork" in mp.get_all_start_methods() and not torch.cuda.is_initialized() else "spawn"
-    mp.start_processes(_worker, args=(world, str(tmp_path / "init"), str(tmp_path)), nprocs=world, join=True,
-                       start_method=method)
+    # spawn, not fork: a fork of a process whose OpenMP pool is running (any earlier test) can deadlock
+    mp.spawn(_worker, args=(world, str(tmp_path / "init"), str(tmp_path)), nprocs=world, join=True)
     real, fake = _data()
     want_mu = real.double().mean(0).numpy()
     want_sigma = np.cov(real.double().numpy(), rowvar=False)
