@@ -48,7 +48,8 @@ def write_png(path, rows: np.ndarray, width: int, color_type: int, depth: int, p
     def chunk(kind, body):
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
-    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, rows.shape[0], depth, color_type, 0, 0, 0))
+    header = struct.pack(">IIBBBBB", width, rows.shape[0], depth, color_type, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
     if palette is not None:
         png += chunk(b"PLTE", palette.astype(np.uint8).tobytes())
     # two IDAT chunks: readers must join them

@@ -108,7 +108,8 @@ def test_rank_deficient_dense(gen):
     assert got == pytest.approx(float(torch.trace(r2)), rel=1e-10)
 
 
-@pytest.mark.skipif(not os.environ.get("GANFAST_SLOW_TESTS"), reason="~30 s (SciPy at d = 2048); set GANFAST_SLOW_TESTS=1")
+@pytest.mark.skipif(not os.environ.get("GANFAST_SLOW_TESTS"),
+                    reason="~30 s (SciPy at d = 2048); set GANFAST_SLOW_TESTS=1")
 @pytest.mark.slow
 def test_matches_scipy_2048_dense(gen):
     """Dense 2048-d covariances of 4000 and 3000 samples against SciPy's sqrtm of the product."""

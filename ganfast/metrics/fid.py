@@ -58,7 +58,8 @@ def prepare_images(images: Any, name: str = "images") -> Tensor:
     return x
 
 
-def feature_extractor(model: Optional[Extractor] = None, *, weights: Any = None, device: Any = None) -> Callable[[Tensor], Tensor]:
+def feature_extractor(model: Optional[Extractor] = None, *, weights: Any = None,
+                      device: Any = None) -> Callable[[Tensor], Tensor]:
     """A function ``images in [0, 1] -> (N, d) float features`` around ``model``.
 
     ``model`` None: the FID Inception-v3 (:func:`load_inception` with

@@ -57,6 +57,16 @@ def as_float_tensor(x: Any, name: str) -> Tensor:
     return t
 
 
+def as_features(x: Any, name: str) -> Tensor:
+    """``x`` as an ``(N, d)`` float tensor (``(N, d, 1, 1)``, as pooling layers return, is flattened)."""
+    t = as_float_tensor(x, name)
+    if t.dim() == 4 and t.shape[2:] == (1, 1):
+        t = t.flatten(1)
+    if t.dim() != 2:
+        raise ValueError(f"{name} must have shape (N, d) or (N, d, 1, 1); got {tuple(t.shape)}")
+    return t
+
+
 def _pick_device(tensors, device) -> torch.device:
     if device is not None:
         return torch.device(device)
@@ -66,7 +76,8 @@ def _pick_device(tensors, device) -> torch.device:
     return torch.device("cpu")
 
 
-def check_statistics(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any, device=None) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+def check_statistics(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any,
+                     device: Any = None) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """Validate two (mean, covariance) pairs; return them as float64 tensors on one device.
 
     Raises TypeError / ValueError naming the offending argument: shapes

@@ -15,17 +15,13 @@ from typing import Any, Optional, Tuple
 
 import torch
 
-from .frechet import as_float_tensor
+from .frechet import as_features
 
 Tensor = torch.Tensor
 
 
 def _features(x: Any, name: str) -> Tensor:
-    t = as_float_tensor(x, name)
-    if t.dim() == 4 and t.shape[2:] == (1, 1):
-        t = t.flatten(1)
-    if t.dim() != 2:
-        raise ValueError(f"{name} must have shape (N, d); got {tuple(t.shape)}")
+    t = as_features(x, name)
     if t.shape[0] == 0 or t.shape[1] == 0:
         raise ValueError(f"{name} must not be empty; got shape {tuple(t.shape)}")
     t = t.to(torch.float64)

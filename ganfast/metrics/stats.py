@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..ops.feature_stats import feature_stats_update
-from .frechet import as_float_tensor
+from .frechet import as_features
 
 Tensor = torch.Tensor
 PathLike = Union[str, "os.PathLike[str]"]
@@ -94,11 +94,7 @@ class FeatureStats:
         non-finite feature would silently make every statistic NaN.
         """
         self._check_mutable("update")
-        x = as_float_tensor(features, "features")
-        if x.dim() == 4 and x.shape[2:] == (1, 1):
-            x = x.flatten(1)
-        if x.dim() != 2:
-            raise ValueError(f"features must have shape (N, d) or (N, d, 1, 1); got {tuple(x.shape)}")
+        x = as_features(features, "features")
         n, d = x.shape
         if self.num_features is not None and d != self.num_features:
             raise ValueError(f"features must have {self.num_features} columns like the earlier batches; got {d}")
@@ -128,7 +124,8 @@ class FeatureStats:
 
     def _need(self, k: int, what: str) -> None:
         if self._fixed is None and self.count < k:
-            raise ValueError(f"{what} needs at least {k} sample{'s' if k > 1 else ''}; these statistics have {self.count}")
+            plural = "s" if k > 1 else ""
+            raise ValueError(f"{what} needs at least {k} sample{plural}; these statistics have {self.count}")
 
     def mean(self) -> Tensor:
         """Mean of the features, float64 ``(d,)``."""

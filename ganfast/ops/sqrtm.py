@@ -187,6 +187,13 @@ def check_square(m, name: str, d: Optional[int] = None) -> None:
         raise ValueError(f"{name} must have shape ({d}, {d}) to match sigma1; got {tuple(m.shape)}")
 
 
+def _check_pair(sigma1, sigma2) -> None:
+    check_square(sigma1, "sigma1")
+    check_square(sigma2, "sigma2", sigma1.shape[0])
+    if sigma2.device != sigma1.device:
+        raise ValueError(f"sigma2 must be on sigma1's device ({sigma1.device}); got {sigma2.device}")
+
+
 def _check_method(method) -> str:
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(repr(m) for m in METHODS)}; got {method!r}")
@@ -217,10 +224,7 @@ def sqrtm_trace(sigma1: Tensor, sigma2: Tensor, method: str = "auto", backend: O
     ``method="newton_schulz"``'s own arithmetic: the gradient is always the
     exact closed form); second derivatives raise.
     """
-    check_square(sigma1, "sigma1")
-    check_square(sigma2, "sigma2", sigma1.shape[0])
-    if sigma2.device != sigma1.device:
-        raise ValueError(f"sigma2 must be on sigma1's device ({sigma1.device}); got {sigma2.device}")
+    _check_pair(sigma1, sigma2)
     return _sqrtm_trace_op(sigma1, sigma2, _check_method(method), _check_backend(backend))
 
 
@@ -232,10 +236,7 @@ def product_eigvals(sigma1: Tensor, sigma2: Tensor, method: str = "auto",
     :class:`ganfast.ref.sqrtm.Spectrum`); ``frechet_distance`` uses it to tell
     rounding from an input that is not PSD.  Not differentiable.
     """
-    check_square(sigma1, "sigma1")
-    check_square(sigma2, "sigma2", sigma1.shape[0])
-    if sigma2.device != sigma1.device:
-        raise ValueError(f"sigma2 must be on sigma1's device ({sigma1.device}); got {sigma2.device}")
+    _check_pair(sigma1, sigma2)
     if method not in ("auto", "cholesky", "eigh"):
         raise ValueError(f"method must be one of 'auto', 'cholesky', 'eigh'; got {method!r}")
     _, impl = _backend.select(OP_TRACE, _check_backend(backend), sigma1.device)
