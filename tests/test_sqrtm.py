@@ -90,6 +90,12 @@ def test_matches_scipy_2048(gen):
     want = sum(_scipy_trace(c1, c2).real for c1, c2 in pairs)
     got = float(ganfast.ops.sqrtm_trace(r1, r2))
     assert abs(got - want) <= 1e-9 * abs(want)
+    # and the distance itself (FID from 2048-d statistics)
+    from ganfast.metrics import frechet_distance
+
+    mu1, mu2 = torch.rand(2048, generator=gen, dtype=torch.float64), torch.rand(2048, generator=gen, dtype=torch.float64)
+    fd = float((mu1 - mu2).square().sum() + r1.trace() + r2.trace()) - 2 * want
+    assert frechet_distance(mu1, r1, mu2, r2) == pytest.approx(fd, rel=1e-9)
 
 
 def test_rank_deficient_dense(gen):
