@@ -229,3 +229,9 @@ def test_bench_unknown_op():
     )
     assert proc.returncode != 0
     assert "no_such_op" in proc.stderr and "bias_act" in proc.stderr
+
+
+def test_fid_alias_expands_to_its_ops():
+    assert check_ops(["fid"]) == ["sqrtm_trace", "feature_stats"]
+    assert check_ops(["fid", "sqrtm_trace", "bias_act"]) == ["sqrtm_trace", "feature_stats", "bias_act"]
+    assert "fid" not in bench_ops()

@@ -29,6 +29,11 @@ CASE_MODULES: Dict[str, str] = {
 }
 
 
+# Names that stand for several ops: ``ganfast bench --op fid`` times the
+# Frechet distance routes and the feature-statistics accumulation.
+ALIASES: Dict[str, List[str]] = {"fid": ["sqrtm_trace", "feature_stats"]}
+
+
 def bench_ops() -> List[str]:
     """Ops that have benchmark cases."""
     return sorted(CASE_MODULES)
@@ -39,12 +44,13 @@ class UnknownOp(ValueError):
 
 
 def check_ops(names: List[str]) -> List[str]:
-    """``names`` without duplicates, or :class:`UnknownOp` naming the valid ones."""
+    """``names`` with aliases expanded and without duplicates, or :class:`UnknownOp` naming the valid ones."""
+    names = [op for n in names for op in ALIASES.get(n, [n])]
     unknown = [n for n in names if n not in CASE_MODULES]
     if unknown:
         raise UnknownOp(
             f"unknown op{'s' if len(unknown) > 1 else ''} {', '.join(repr(n) for n in unknown)}; "
-            f"ops with benchmarks: {', '.join(bench_ops())}"
+            f"ops with benchmarks: {', '.join(bench_ops())} (and {', '.join(sorted(ALIASES))})"
         )
     return list(dict.fromkeys(names))
 

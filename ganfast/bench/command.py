@@ -17,7 +17,7 @@ from .runner import BenchConfig, Runner
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--op", dest="ops", action="extend", nargs="+", metavar="NAME",
-                   help=f"op(s) to benchmark (default: all: {', '.join(bench_ops())})")
+                   help=f"op(s) to benchmark (default: all: {', '.join(bench_ops())}; fid = sqrtm_trace + feature_stats)")
     p.add_argument("--json", metavar="FILE", help="also write every row and the run's metadata to FILE")
     p.add_argument("--quick", action="store_true",
                    help="a few small cases, few repetitions (CI; tens of seconds on a CPU)")
