@@ -5,6 +5,7 @@ import torch
 
 import ganfast
 from ganfast import testing
+from ganfast.bench.minibatch_stddev import _stylegan2_form
 from ganfast.ops.minibatch_stddev import CUSTOM_OPS
 from ganfast.ref import minibatch_stddev as ref
 
@@ -214,19 +215,8 @@ def test_cuda_backend_is_unavailable_with_reason():
 
 
 def stylegan2_minibatch_std(x, group_size=4, num_channels=1):
-    """MinibatchStdLayer.forward of NVlabs' stylegan2-ada-pytorch (training/networks.py), restated."""
-    N, C, H, W = x.shape
-    G = min(group_size, N)
-    F = num_channels
-    c = C // F
-    y = x.reshape(G, -1, F, c, H, W)
-    y = y - y.mean(dim=0)
-    y = y.square().mean(dim=0)
-    y = (y + 1e-8).sqrt()
-    y = y.mean(dim=[2, 3, 4])
-    y = y.reshape(-1, F, 1, 1)
-    y = y.repeat(G, 1, H, W)
-    return torch.cat([x, y], dim=1)
+    """StyleGAN2's MinibatchStdLayer.forward as a user writes it: the benchmark's eager baseline."""
+    return _stylegan2_form(group_size, num_channels)(x)
 
 
 @pytest.mark.parametrize("backend,device", BACKENDS)
