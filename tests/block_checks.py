@@ -25,8 +25,9 @@ def check_steps(fused, seq, make_x, dtype, steps=3):
             out = fused(xf)
         want = ref(xr)
         if mode == "eval" and dtype in (torch.float16, torch.bfloat16):
-            # Folding BatchNorm into half-precision weights rounds w * gamma / std once more than
-            # eager does; the criterion is eager's own error in the same dtype.
+            # In half precision BatchNorm amplifies the convolution output's rounding (it subtracts the
+            # running mean, then scales), past the per-element table even for eager PyTorch; the
+            # criterion is eager's own error in the same dtype.
             eager = copy.deepcopy(ref).to(dtype).eval()(xr.detach().to(dtype)).double()
             err, err_eager = (out.cpu().double() - want).abs().max(), (eager - want).abs().max()
             assert err <= 2 * err_eager + 1e-3 * want.abs().max(), (float(err), float(err_eager))

@@ -15,7 +15,8 @@ Eval mode (running statistics):
     folded into the convolution (``w * gamma / sqrt(var + eps)`` and a
     per-channel bias) and the bias + LeakyReLU run as one
     :func:`ganfast.ops.bias_act` pass over the convolution's output, all of
-    it differentiable.
+    it differentiable (half-precision weights: unfused, see
+    :func:`eval_differentiable`).
 
 Which convolution runs: in training mode always torch's (cuDNN on a GPU).
 For eval-mode inference ``auto`` also takes cuDNN + one element-wise pass;
@@ -40,6 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _backend
+from ..ref import batch_norm_act as ref
 from ..ref.bias_act import compute_dtype
 from .batch_norm_act import batch_norm_act_train, register_backends
 from .bias_act import bias_act
@@ -212,6 +214,23 @@ def conv_bn_act(
         center, scale, shift = eval_affine(bias, bn_weight, bn_bias, running_mean, running_var, float(eps), x.dtype)
         return conv_affine_act(x, weight, center, scale, shift, stride, padding, (0, 0), False, negative_slope,
                                backend)
-    w, b = fold_batch_norm(weight, bias, bn_weight, bn_bias, running_mean, running_var, float(eps))
-    y = F.conv2d(x, w, None, stride, padding)
-    return bias_act(y, b, act="leaky_relu", negative_slope=float(negative_slope), backend=backend)
+    return eval_differentiable(lambda w, b: F.conv2d(x, w, b, stride, padding), weight, bias, bn_weight, bn_bias,
+                               running_mean, running_var, float(eps), float(negative_slope), backend)
+
+
+def eval_differentiable(conv, weight, bias, bn_weight, bn_bias, running_mean, running_var, eps: float,
+                        negative_slope: float, backend: str, out_dim: int = 0) -> Tensor:
+    """Eval mode when gradients are needed; ``conv(w, b)`` runs the block's convolution.
+
+    float32/float64 weights: BatchNorm folded into the convolution and
+    :func:`bias_act` for the bias + activation (differentiable to any order).
+    Half-precision weights: folding would round ``w * gamma / std`` to half
+    precision a second time where eager rounds ``w`` once, so eager's own
+    arithmetic runs instead (unfused).  Under autocast the weights are
+    float32, folded in float32 and rounded once by autocast, like eager.
+    """
+    if weight.dtype in (torch.float16, torch.bfloat16):
+        return ref.batch_norm_act(conv(weight, bias), running_mean, running_var, bn_weight, bn_bias, False, 0.0, eps,
+                                  negative_slope)
+    w, b = fold_batch_norm(weight, bias, bn_weight, bn_bias, running_mean, running_var, eps, out_dim)
+    return bias_act(conv(w, None), b, act="leaky_relu", negative_slope=negative_slope, backend=backend)

@@ -9,10 +9,10 @@ training   ``conv_transpose2d`` (torch or the sub-pixel Triton kernel), then
            normalise + affine + activation pass; backward in two passes.
 eval       inference: :mod:`ganfast.ops.conv_affine_act` (one sub-pixel
            Triton kernel with the BatchNorm affine and the activation in its
-           epilogue on the ``triton`` backend); with gradients, BatchNorm
-           folded into the weights (along their output-channel dimension, 1)
-           and a bias, the bias and the activation as one
-           :func:`ganfast.ops.bias_act` pass.
+           epilogue on the ``triton`` backend); with gradients,
+           :func:`ganfast.ops.conv_bn_act.eval_differentiable` (BatchNorm
+           folded into the weights along their output-channel dimension, 1,
+           and ``bias_act``; unfused for half-precision weights).
 
 Derivatives of every order: the transposed convolution's backward is aten's
 (differentiable), the training-mode BatchNorm + activation recomputes through
@@ -27,9 +27,8 @@ import torch
 
 from .. import _backend
 from .batch_norm_act import batch_norm_act_train, register_backends
-from .bias_act import bias_act
 from .conv_affine_act import conv_affine_act, eval_affine, needs_grad
-from .conv_bn_act import _check_bn, fold_batch_norm
+from .conv_bn_act import _check_bn, eval_differentiable
 from .conv_transpose2d import IntPair, check_conv_transpose_args, conv_transpose2d
 
 Tensor = torch.Tensor
@@ -78,7 +77,8 @@ def conv_transpose_bn_act(
         center, scale, shift = eval_affine(bias, bn_weight, bn_bias, running_mean, running_var, float(eps), x.dtype)
         return conv_affine_act(x, weight, center, scale, shift, stride, padding, output_padding, True,
                                negative_slope, backend)
-    w, b = fold_batch_norm(weight, bias, bn_weight, bn_bias, running_mean, running_var, float(eps), out_dim=1)
-    y = conv_transpose2d(x, w, None, stride, padding, output_padding, backend=backend)
-    return bias_act(y, b, act="leaky_relu", negative_slope=float(negative_slope), backend=backend)
+    return eval_differentiable(
+        lambda w, b: conv_transpose2d(x, w, b, stride, padding, output_padding, backend=backend), weight, bias,
+        bn_weight, bn_bias, running_mean, running_var, float(eps), float(negative_slope), backend, out_dim=1,
+    )
 
