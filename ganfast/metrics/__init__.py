@@ -15,6 +15,7 @@
 from .fid import FID, feature_extractor
 from .frechet import frechet_distance
 from .inception import INCEPTION_WEIGHTS_ENV, INCEPTION_WEIGHTS_FILE, InceptionV3, load_inception
+from .mode_coverage import ModeCoverage, mode_coverage
 from .scores import inception_score, kernel_inception_distance
 from .stats import FeatureStats
 
@@ -24,9 +25,11 @@ __all__ = [
     "INCEPTION_WEIGHTS_ENV",
     "INCEPTION_WEIGHTS_FILE",
     "InceptionV3",
+    "ModeCoverage",
     "feature_extractor",
     "frechet_distance",
     "inception_score",
     "kernel_inception_distance",
     "load_inception",
+    "mode_coverage",
 ]

@@ -1,0 +1,227 @@
+"""Datasets from a folder of image files, labelled by sub-folder when it has them.
+
+``load_image_folder(root)`` lists the images under ``root`` recursively.  If
+they all sit inside ``root``'s immediate sub-folders (at any depth below
+them), each sub-folder is a class, labelled 0..K-1 in sorted name order;
+if they all sit directly in ``root`` the dataset is unlabeled; a mix of both
+is refused, since neither reading is clearly meant.  Hidden files and
+folders (names starting with ".") are skipped.
+
+Every file's header is read once at load (Pillow, no pixel decode) so an
+unreadable file, mixed channel counts or mixed sizes are reported before
+training starts, not some minutes into it.  Small folders are then decoded
+into memory; large ones are decoded image by image in ``__getitem__``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from ._checks import check_channels, check_image_size, check_num_samples, check_seed, subset_indices
+from ._images import resize_square, uint8_to_float
+from .dataset import GANDataset
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+
+#: A folder is decoded into memory at load when it has at most this many images
+#: and its decoded uint8 pixels (at the output size) take less than EAGER_MAX_BYTES.
+EAGER_MAX_IMAGES = 20_000
+EAGER_MAX_BYTES = 256 * 2**20
+
+_PIL_MODE = {1: "L", 3: "RGB", 4: "RGBA"}
+# Native Pillow mode -> channels it loads as.  Alpha is kept only for true RGBA:
+# LA and PA are gray/palette images whose alpha is rarely meant as a channel.
+_MODE_CHANNELS = {"1": 1, "L": 1, "LA": 1, "La": 1, "I": 1, "F": 1, "RGBA": 4, "RGBa": 4}
+
+
+def _pillow():
+    try:
+        from PIL import Image
+    except ImportError as e:
+        raise ImportError("loading an image folder needs Pillow: pip install pillow") from e
+    return Image
+
+
+def mode_channels(mode: str) -> int:
+    """Channels a Pillow image of ``mode`` loads as (P, CMYK, YCbCr, ... as RGB)."""
+    if mode.startswith("I;"):
+        return 1
+    return _MODE_CHANNELS.get(mode, 3)
+
+
+def _is_image(name: str) -> bool:
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def _walk(folder: str, seen: set) -> List[str]:
+    """Image files under ``folder``, sorted, following links without looping on cycles."""
+    real = os.path.realpath(folder)
+    if real in seen:
+        return []
+    seen.add(real)
+    files, subdirs = [], []
+    with os.scandir(folder) as it:
+        for entry in it:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir():
+                subdirs.append(entry.path)
+            elif entry.is_file() and _is_image(entry.name):
+                files.append(entry.path)
+    out = sorted(files)
+    for d in sorted(subdirs):
+        out.extend(_walk(d, seen))
+    return out
+
+
+def scan_folder(root: str) -> Tuple[List[str], Optional[List[int]], Optional[List[str]]]:
+    """``(files, labels, classes)`` for an image folder; labels and classes are ``None`` when it is flat.
+
+    Sub-folders without any image are not classes.
+    """
+    if not os.path.exists(root):
+        raise FileNotFoundError(f"no such folder: {root}")
+    if not os.path.isdir(root):
+        raise NotADirectoryError(f"not a folder: {root}")
+    seen: set = set()
+    top, per_class = [], {}
+    with os.scandir(root) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    seen.add(os.path.realpath(root))
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            found = _walk(entry.path, seen)
+            if found:
+                per_class[entry.name] = found
+        elif entry.is_file() and _is_image(entry.name):
+            top.append(entry.path)
+    if not top and not per_class:
+        raise ValueError(f"no images found in folder {root} (looked for {', '.join(IMAGE_EXTENSIONS)}, recursively)")
+    if top and per_class:
+        raise ValueError(
+            f"folder {root} has images both directly inside it (e.g. {os.path.basename(top[0])}) and in "
+            f"sub-folders (e.g. {next(iter(per_class))}/); put every image in a class sub-folder for a "
+            f"labelled dataset, or all of them in one folder for an unlabeled one"
+        )
+    if top:
+        return top, None, None
+    classes = sorted(per_class)
+    files = [f for c in classes for f in per_class[c]]
+    labels = [k for k, c in enumerate(classes) for _ in per_class[c]]
+    return files, labels, classes
+
+
+def probe_image(path: str) -> Tuple[int, Tuple[int, int], str]:
+    """``(channels, (height, width), mode)`` from an image's header, without decoding its pixels."""
+    Image = _pillow()
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+            mode = im.mode
+    except (OSError, SyntaxError, ValueError) as e:  # UnidentifiedImageError is an OSError
+        raise ValueError(f"cannot read image file {path}: {e}") from e
+    return mode_channels(mode), (height, width), mode
+
+
+def decode_image(path: str, channels: int, image_size: Optional[int] = None) -> torch.Tensor:
+    """Decode one image to float32 ``(channels, H, W)`` in [-1, 1], resized like the rest of the folder."""
+    Image = _pillow()
+    try:
+        with Image.open(path) as im:
+            if im.mode == "I" or im.mode.startswith("I;16"):
+                # Pillow's convert("L") clips 16-bit values at 255 instead of
+                # scaling them; scale 0..65535 to 0..255 here.
+                gray = np.clip(np.rint(np.asarray(im, dtype=np.float64) / 257.0), 0, 255).astype(np.uint8)
+                im = Image.fromarray(gray, "L")
+            pixels = np.asarray(im.convert(_PIL_MODE[channels]))
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ValueError(f"cannot decode image file {path}: {e}") from e
+    t = torch.from_numpy(pixels.copy())
+    t = t[None] if t.ndim == 2 else t.permute(2, 0, 1)
+    return resize_square(uint8_to_float(t)[None], image_size)[0]
+
+
+class LazyImageFolder(GANDataset):
+    """An image folder decoded file by file in ``__getitem__`` (``tensors`` is ``None``).
+
+    Holds only paths and labels, so it pickles cheaply into ``DataLoader`` workers.
+    """
+
+    def __init__(self, name: str, files: Sequence[str], labels: Optional[torch.Tensor],
+                 classes: Optional[Sequence[str]], channels: int, out_hw: Tuple[int, int],
+                 image_size: Optional[int]):
+        self._set_meta(name, "image", (channels, *out_hw), classes)
+        self.tensors = None
+        self.files = list(files)
+        self.labels = labels
+        self._channels = channels
+        self._image_size = image_size
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index):
+        index = int(index)
+        x = decode_image(self.files[index], self._channels, self._image_size)
+        y = self.labels[index] if self.labels is not None else torch.tensor(-1, dtype=torch.int64)
+        return x, y
+
+
+def _common(root: str, files: Sequence[str], values: Sequence, shown: Sequence[str], what: str, fix: str):
+    """The value every image shares, or a ValueError naming the first file and one that differs."""
+    for f, v, s in zip(files, values, shown):
+        if v != values[0]:
+            raise ValueError(f"images in {root} have different {what}: {files[0]} has {shown[0]}, {f} has {s}; {fix}")
+    return values[0]
+
+
+def load_image_folder(root, *, image_size: Optional[int] = None, channels: Optional[int] = None,
+                      num_samples: Optional[int] = None, seed: int = 0,
+                      eager: Optional[bool] = None) -> GANDataset:
+    """A dataset from the images under ``root`` (see the module docstring).
+
+    ``channels`` converts every image (1 gray, 3 RGB, 4 RGBA); without it the
+    images must agree.  ``image_size`` scales each image's shorter side to it
+    and centre-crops a square; without it the images must share one size,
+    which is kept.  ``num_samples`` keeps a seeded random subset (labels are
+    still numbered over all the classes).  ``eager`` forces (``True``) or
+    forbids (``False``) decoding into memory; ``None`` decides by size.
+    """
+    root = os.fspath(root)
+    size = check_image_size(image_size)
+    channels = check_channels(channels)
+    n = check_num_samples(num_samples)
+    seed = check_seed(seed)
+
+    files, labels, classes = scan_folder(root)
+    keep = subset_indices(len(files), n, seed, root)
+    if keep is not None:
+        files = [files[i] for i in keep.tolist()]
+        labels = [labels[i] for i in keep.tolist()] if labels is not None else None
+
+    probes = [probe_image(f) for f in files]
+    if channels is None:
+        channels = _common(root, files, [p[0] for p in probes], [f"{p[0]} channel(s) (mode {p[2]})" for p in probes],
+                           "channel counts", "pass channels=1, 3 or 4 to convert every image")
+    if size is None:
+        out_hw = _common(root, files, [p[1] for p in probes], [f"{p[1][1]}x{p[1][0]} pixels (WxH)" for p in probes],
+                         "sizes", "pass image_size= to resize them all (shorter side scaled, then centre-cropped)")
+    else:
+        out_hw = (size, size)
+
+    y = torch.tensor(labels, dtype=torch.int64) if labels is not None else None
+    nbytes = len(files) * channels * out_hw[0] * out_hw[1]
+    if eager is None:
+        eager = len(files) <= EAGER_MAX_IMAGES and nbytes < EAGER_MAX_BYTES
+    if not eager:
+        return LazyImageFolder(root, files, y, classes, channels, out_hw, size)
+    x = torch.empty((len(files), channels, *out_hw), dtype=torch.float32)
+    for i, f in enumerate(files):
+        x[i] = decode_image(f, channels, size)
+    return GANDataset(root, x, y, classes=classes)
