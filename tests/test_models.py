@@ -1,0 +1,247 @@
+"""Every GAN method builds with its paper's defaults and trains on tiny data, on every backend."""
+
+import math
+
+import pytest
+import torch
+
+import ganfast
+from ganfast.data import GANDataset
+from ganfast.models import COMMON_DEFAULTS, StepContext, build, describe, names
+from ganfast.models.variants import Unrolled
+
+ALL = ["gan", "dcgan", "cgan", "acgan", "infogan", "wgan", "wgan-gp", "lsgan", "sngan", "sagan", "unrolled"]
+
+
+def tiny_images(n=24, classes=3, side=8, channels=1, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, channels, side, side, generator=g) * 2 - 1
+    y = torch.randint(0, classes, (n,), generator=g)
+    return GANDataset("tiny-images", x, y, classes=[str(i) for i in range(classes)])
+
+
+def tiny_points(n=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return GANDataset("tiny-points", torch.randn(n, 2, generator=g))
+
+
+def batches(ds, batch_size=4, seed=0):
+    x, y = ds.tensors
+    g = torch.Generator().manual_seed(seed)
+
+    def next_batch():
+        i = torch.randint(0, len(x), (batch_size,), generator=g)
+        return x[i], (y[i] if y is not None else None)
+    return next_batch
+
+
+def small(name, ds):
+    """Options that shrink a method's networks without changing its method."""
+    if ds.kind == "image":
+        return {"width": 4, "hidden": [16, 16], "latent_dim": 8}
+    return {"hidden": [16, 16], "latent_dim": 4}
+
+
+def test_names_and_descriptions():
+    assert names() == ALL
+    d = dict(describe())
+    assert set(d) == set(ALL) and all(len(v) > 20 for v in d.values())
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+@pytest.mark.parametrize("name", ALL)
+def test_every_method_trains_on_tiny_images(name, backend):
+    ds = tiny_images()
+    model = build(name, dataset=ds, **small(name, ds))
+    opts = model.make_optimizers()
+    before = {k: v.detach().clone() for k, v in model.generator.state_dict().items()}
+    with ganfast.use_backend(backend):
+        for _ in range(2):
+            logs = model.train_step(batches(ds), opts, StepContext())
+    assert logs and all(math.isfinite(float(v)) for v in logs.values()), logs
+    assert "d_loss" in logs and "g_loss" in logs
+    changed = [k for k, v in model.generator.state_dict().items() if v.dtype.is_floating_point
+               and not torch.equal(v, before[k])]
+    assert changed, "the generator's parameters did not move"
+    with torch.no_grad():
+        z = model.sample_latent(5)
+        y = model.sample_labels(5)
+        x = model.generate(z, y)
+    assert x.shape == (5, *ds.sample_shape)
+    if model.kind == "image":
+        assert x.abs().max() <= 1.0  # tanh output
+
+
+@pytest.mark.parametrize("name", [n for n in ALL if n not in ("cgan", "acgan", "sagan")])
+def test_every_unconditional_method_trains_on_points(name):
+    ds = tiny_points()
+    model = build(name, dataset=ds, **small(name, ds))
+    opts = model.make_optimizers()
+    for _ in range(2):
+        logs = model.train_step(batches(ds, 8), opts, StepContext())
+    assert all(math.isfinite(float(v)) for v in logs.values()), logs
+    assert model.generate(model.sample_latent(3)).shape == (3, 2)
+
+
+def test_paper_defaults():
+    img = tiny_images(side=16)
+    dc = build("dcgan", dataset=img)
+    assert dc.config["lr_g"] == 2e-4 and dc.config["betas"] == [0.5, 0.999]
+    assert isinstance(dc.generator.blocks[0], ganfast.nn.ConvTransposeBNReLU2d) or any(
+        isinstance(m, ganfast.nn.ConvTransposeBNReLU2d) for m in dc.generator.modules())
+    assert any(isinstance(m, ganfast.nn.ConvBNLeakyReLU2d) for m in dc.discriminator.modules())
+    w = build("wgan", dataset=img)
+    assert w.config["clip_d"] == 0.01 and w.n_critic == 5 and isinstance(w.make_optimizers()["d"], torch.optim.RMSprop)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in w.discriminator.modules())
+    gp = build("wgan-gp", dataset=tiny_points())
+    assert gp.config["gradient_penalty"] == 10.0 and gp.config["betas"] == [0.0, 0.9] and gp.config["lr_d"] == 1e-4
+    assert gp.config["hidden"] == [512, 512, 512]
+    sn = build("sngan", dataset=img)
+    assert sn.loss == "hinge" and any("parametrizations" in k for k in sn.discriminator.state_dict())
+    sa = build("sagan", dataset=img)
+    assert sa.config["lr_g"] == 1e-4 and sa.config["lr_d"] == 4e-4  # TTUR
+    assert any(isinstance(m, ganfast.nn.SelfAttention2d) for m in sa.generator.modules())
+    assert any(isinstance(m, ganfast.nn.SelfAttention2d) for m in sa.discriminator.modules())
+    assert any("parametrizations" in k for k in sa.generator.state_dict())
+    assert build("lsgan", dataset=img).loss == "least-squares"
+    un = build("unrolled", dataset=tiny_points(), unroll_steps=3)
+    assert un.config["unroll_steps"] == 3
+    info = build("infogan", dataset=img)
+    assert info.generator_input_dim() == 62 + 10 + 2
+
+
+def test_wgan_clips_the_critic():
+    ds = tiny_images()
+    model = build("wgan", dataset=ds, **small("wgan", ds), lr_d=0.5)
+    model.train_step(batches(ds), model.make_optimizers(), StepContext())
+    for p in model.discriminator.parameters():
+        assert p.abs().max() <= 0.01 + 1e-7
+
+
+def test_unrolled_gradient_flows_through_the_unroll():
+    """With unroll_grad the generator's gradient differs from the first-order one (and from k=0)."""
+    ds = tiny_points()
+
+    def g_grad(**kw):
+        torch.manual_seed(3)
+        m = build("unrolled", dataset=ds, hidden=[8, 8], latent_dim=3, **kw)
+        opts = m.make_optimizers()
+        torch.manual_seed(4)
+        x = ds.tensors[0][:16]
+        loss, _ = m.generator_step_loss(x, None, StepContext(), opts)
+        grads = torch.autograd.grad(loss, list(m.generator.parameters()))
+        return torch.cat([g.reshape(-1) for g in grads])
+
+    full, first, none = g_grad(unroll_steps=3), g_grad(unroll_steps=3, unroll_grad=False), g_grad(unroll_steps=0)
+    assert not torch.allclose(full, first) and not torch.allclose(first, none)
+
+
+def test_unrolled_first_order_equals_a_copy_trained_by_adam():
+    """unroll_grad=False evaluates G's loss on D after k real Adam steps (the unrolled update rule is Adam's)."""
+    import copy
+
+    ds = tiny_points()
+    torch.manual_seed(5)
+    m = build("unrolled", dataset=ds, hidden=[8], latent_dim=3, unroll_steps=2, unroll_grad=False)
+    opts = m.make_optimizers(fused=False)
+    x = ds.tensors[0][:16]
+    torch.manual_seed(6)
+    loss, _ = m.generator_step_loss(x, None, StepContext(), opts)
+    # the same by hand: copy D, take 2 Adam steps on the same fake batch, then G's loss
+    torch.manual_seed(6)
+    z = m.sample_latent(16)
+    fake = m.generate(z).detach()
+    d = copy.deepcopy(m.discriminator)
+    opt = torch.optim.Adam(d.parameters(), lr=m.config["lr_d"], betas=tuple(m.config["betas"]))
+    for _ in range(2):
+        opt.zero_grad()
+        ganfast.losses.discriminator_loss("non-saturating", d(x), d(fake)).backward()
+        opt.step()
+    expected = ganfast.losses.generator_loss("non-saturating", d(m.generate(z)))
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_infogan_codes_and_q_head():
+    ds = tiny_images()
+    m = build("infogan", dataset=ds, **small("infogan", ds), categorical_codes=[3], continuous_codes=2, noise_dim=5)
+    z = m.sample_latent(6)
+    assert z.shape == (6, 5 + 3 + 2)
+    assert torch.all(z[:, 5:8].sum(1) == 1) and z[:, 8:].abs().max() <= 1
+    assert any(p is q for p in m.make_optimizers()["d"].param_groups[0]["params"] for q in m.q_head.parameters())
+
+
+def test_acgan_classifier_in_d_optimiser():
+    ds = tiny_images()
+    m = build("acgan", dataset=ds, **small("acgan", ds))
+    d_params = {id(p) for g in m.make_optimizers()["d"].param_groups for p in g["params"]}
+    assert all(id(p) in d_params for p in m.classifier.parameters())
+
+
+@pytest.mark.parametrize("option", [
+    {"r1": 10.0}, {"r2": 1.0}, {"label_smoothing": 0.1}, {"instance_noise": 0.1},
+    {"feature_matching": 1.0}, {"historical_averaging": 0.01}, {"minibatch_discrimination": [4, 3]},
+    {"minibatch_stddev": True}, {"n_critic": 3}, {"loss": "least-squares"}, {"loss": "minimax"},
+])
+def test_tricks_as_options(option):
+    ds = tiny_images()
+    model = build("dcgan", dataset=ds, **small("dcgan", ds), **option)
+    opts = model.make_optimizers()
+    logs = model.train_step(batches(ds), opts, StepContext())
+    assert all(math.isfinite(float(v)) for v in logs.values()), logs
+    if "r1" in option:
+        assert "r1" in logs
+    if "feature_matching" in option:
+        assert "feature_matching" in logs
+    if option.get("historical_averaging"):
+        assert model.extra_state_dict()["historical_averaging"]["g"]["count"] >= 2
+
+
+def test_rebuild_from_config_gives_the_same_networks():
+    ds = tiny_images()
+    a = build("sngan", dataset=ds, **small("sngan", ds))
+    cfg = dict(a.config)
+    b = build("sngan", **cfg)
+    b.load_state_dict(a.state_dict())
+    assert b.config == a.config
+    z = a.sample_latent(3)
+    a.eval(), b.eval()
+    torch.testing.assert_close(a.generate(z), b.generate(z))
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"name": "stylegan9"}, "unknown model"),
+    ({"name": "dcgan", "lr_g": -1}, "lr_g"),
+    ({"name": "dcgan", "betas": (0.5,)}, "betas"),
+    ({"name": "dcgan", "loss": "nope"}, "loss"),
+    ({"name": "dcgan", "n_critic": 0}, "n_critic"),
+    ({"name": "dcgan", "sample_shape": (1, 12, 12)}, "power of two"),
+    ({"name": "dcgan", "sample_shape": (1, 8)}, "sample_shape"),
+    ({"name": "dcgan", "colour": 3}, "unknown option"),
+    ({"name": "wgan", "label_smoothing": 0.1}, "label smoothing"),
+    ({"name": "cgan"}, "conditional"),
+    ({"name": "acgan", "num_classes": 1}, "2 classes"),
+    ({"name": "infogan", "categorical_codes": [1]}, "categorical_codes"),
+    ({"name": "unrolled", "unroll_steps": -1}, "unroll_steps"),
+    ({"name": "sagan", "sample_shape": (2,)}, "image data"),
+])
+def test_bad_options(bad, match):
+    bad = dict(bad)
+    name = bad.pop("name")
+    with pytest.raises((ValueError, TypeError), match=match):
+        build(name, **bad)
+
+
+def test_conditional_model_needs_labels():
+    with pytest.raises(ValueError, match="labels"):
+        build("cgan", dataset=tiny_points())
+    m = build("cgan", dataset=tiny_images(), **small("cgan", tiny_images()))
+    with pytest.raises(ValueError, match="labels"):
+        m.generate(m.sample_latent(2))
+    nb = batches(GANDataset("u", torch.rand(8, 1, 8, 8) * 2 - 1))
+    with pytest.raises(ValueError, match="labels"):
+        m.train_step(nb, m.make_optimizers(), StepContext())
+
+
+def test_common_defaults_are_all_options():
+    m = build("dcgan", dataset=tiny_images(), width=4)
+    assert set(COMMON_DEFAULTS) <= set(m.config)
