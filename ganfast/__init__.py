@@ -22,11 +22,14 @@ __all__ = [
     "ops",
     "nn",
     "metrics",
+    "models",
+    "train",
+    "losses",
+    "data",
 ]
 
-# Subpackages reachable as attributes, imported lazily.  Names are added here
-# as the subpackages land (metrics, models, train).
-_SUBMODULES = ("ops", "nn", "metrics", "ref", "kernels", "cli")
+# Subpackages reachable as attributes, imported lazily.
+_SUBMODULES = ("ops", "nn", "metrics", "models", "train", "losses", "data", "ref", "kernels", "cli")
 
 
 def __getattr__(name: str) -> Any:

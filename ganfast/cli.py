@@ -207,6 +207,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     fid_command.add_arguments(p)
     p.set_defaults(func=_fid)
+
+    from .train import command as train_command
+
+    p = sub.add_parser(
+        "train",
+        help="train a GAN (default: DCGAN on the built-in digits, a few minutes on a CPU)",
+        description="Train a GAN method on a dataset with the method's paper defaults. Writes checkpoints, "
+                    "metrics, a loss-curve PNG and sample grids under --out. Ctrl-C saves a checkpoint; "
+                    "--resume continues exactly where the run stopped. Multi-process: "
+                    "torchrun --nproc-per-node N -m ganfast train ...",
+    )
+    train_command.add_train_arguments(p)
+    p.set_defaults(func=train_command.run_train)
+
+    p = sub.add_parser("sample", help="draw samples from a checkpoint into a PNG grid or a .npy array")
+    train_command.add_sample_arguments(p)
+    p.set_defaults(func=train_command.run_sample)
+
+    p = sub.add_parser("list", help="the models, datasets and losses ganfast knows")
+    p.add_argument("what", nargs="?", choices=["models", "datasets", "losses"], default=None)
+    p.set_defaults(func=train_command.run_list)
     return parser
 
 

@@ -1,0 +1,9 @@
+"""Training: the Trainer, checkpoints, EMA, distributed helpers, logging and sample grids.
+
+``Trainer(TrainConfig(model="wgan-gp", data="ring8")).fit()`` is what
+``ganfast train --model wgan-gp --data ring8`` runs.
+"""
+
+from .trainer import TrainConfig, Trainer, check_checkpoint, model_from_checkpoint, recommended
+
+__all__ = ["TrainConfig", "Trainer", "check_checkpoint", "model_from_checkpoint", "recommended"]

@@ -1,0 +1,241 @@
+"""``ganfast train``, ``ganfast sample`` and ``ganfast list``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Dict, List, Optional
+
+# Options that may change when a run is resumed (how long, how often, where it runs);
+# everything else defines the experiment and must match the checkpoint.
+_RESUMABLE = {"steps", "sample_every", "checkpoint_every", "log_every", "keep", "progress", "tensorboard",
+              "num_workers", "threads", "device", "backend", "out"}
+
+
+def _option(text: str) -> tuple:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. -o n_critic=5); got {text!r}")
+    key, value = text.split("=", 1)
+    key = key.strip().replace("-", "_")
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        parsed = {"true": True, "false": False, "none": None}.get(value.lower(), value)
+    return key, parsed
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    a = p.add_argument
+    a("--model", default=None, help="GAN method (see `ganfast list`); default dcgan")
+    a("--data", default=None, help="ring8, grid25, digits, an image folder, or a .npy/.npz file; default digits")
+    a("--steps", type=int, default=None, help="generator steps (default: the model's recommendation for the data)")
+    a("--batch-size", type=int, default=None, help="per process (default 64 for images, 256 for points)")
+    a("--out", default=None, help="run directory (default runs/<model>-<data>)")
+    a("--resume", nargs="?", const=True, default=None, metavar="CKPT",
+      help="continue from the newest checkpoint in --out (or from CKPT); starts fresh when there is none")
+    a("--amp", choices=["bf16", "fp16"], default=None, help="mixed precision (fp16 uses a gradient scaler)")
+    a("--backend", default=None, help="kernel backend: auto, torch, triton, cuda (default auto)")
+    a("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    a("--seed", type=int, default=None)
+    a("--image-size", type=int, default=None, help="resize images to this side (digits: 16 or 32; default 32)")
+    a("--num-samples", type=int, default=None, help="points drawn for ring8/grid25 (default 100000)")
+    a("--ema-decay", type=float, default=None, help="EMA of the generator (0 disables; default 0.999)")
+    a("--sample-every", type=int, default=None, help="steps between sample grids")
+    a("--checkpoint-every", type=int, default=None, help="steps between checkpoints")
+    a("--log-every", type=int, default=None, help="steps between metric rows (default 10)")
+    a("--keep", type=int, default=None, help="checkpoints kept (0 keeps all; default 3)")
+    a("--grid-size", type=int, default=None, help="samples per grid")
+    a("--metrics-format", choices=["csv", "jsonl"], default=None)
+    a("--tensorboard", action="store_true", default=None, help="also log to TensorBoard (when installed)")
+    a("--num-workers", type=int, default=None, help="DataLoader workers for image folders")
+    a("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar")
+    a("--threads", type=int, default=None, help="torch CPU threads")
+    a("--loss", default=None, help="override the model's adversarial loss (see `ganfast list`)")
+    a("--n-critic", type=int, default=None, help="discriminator steps per generator step")
+    a("--lr-g", type=float, default=None)
+    a("--lr-d", type=float, default=None)
+    a("-o", "--option", dest="options", action="append", type=_option, default=[], metavar="KEY=VALUE",
+      help="any model option (JSON values), e.g. -o gradient_penalty=10 -o hidden=[256,256]; repeatable")
+
+
+_SHORTHANDS = {"loss": "loss", "n_critic": "n_critic", "lr_g": "lr_g", "lr_d": "lr_d"}
+_TRAIN_FIELDS = ("model", "data", "steps", "batch_size", "out", "amp", "backend", "device", "seed", "image_size",
+                 "num_samples", "ema_decay", "sample_every", "checkpoint_every", "log_every", "keep", "grid_size",
+                 "metrics_format", "tensorboard", "num_workers", "progress", "threads")
+
+
+def _explicit(args: argparse.Namespace) -> Dict[str, Any]:
+    out = {k: getattr(args, k) for k in _TRAIN_FIELDS if getattr(args, k) is not None}
+    opts = {key: getattr(args, attr) for attr, key in _SHORTHANDS.items() if getattr(args, attr) is not None}
+    opts.update(dict(args.options))
+    if opts:
+        out["model_options"] = opts
+    return out
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from ..models import names
+    from .checkpoint import CheckpointManager, load_checkpoint
+    from .trainer import TrainConfig, Trainer
+
+    given = _explicit(args)
+    if "model" in given and given["model"] not in names():
+        print(f"ganfast train: unknown model {given['model']!r}; choose one of {names()}", file=sys.stderr)
+        return 2
+    fresh = TrainConfig.from_dict({k: v for k, v in given.items()})
+    # where a resumed run's checkpoint lives: --out, else the default directory of --model/--data
+    out = fresh.out or os.path.join("runs", f"{fresh.model}-{_slug(fresh.data)}")
+    ckpt_path: Optional[str] = None
+    if args.resume is not None:
+        ckpt_path = args.resume if isinstance(args.resume, str) else CheckpointManager(os.path.join(out, "checkpoints")).latest()
+        if ckpt_path is None:
+            print(f"ganfast train: no checkpoint in {out}/checkpoints: starting from step 0", file=sys.stderr)
+    if ckpt_path is not None:
+        state = load_checkpoint(ckpt_path)
+        saved = dict(state["config"]["train"])
+        for key, value in given.items():
+            if key in _RESUMABLE or saved.get(key) == value:
+                saved[key] = value
+            elif key == "model_options" and all(saved.get("model_options", {}).get(k) == v for k, v in value.items()):
+                continue
+            else:
+                print(f"ganfast train: --resume continues the run in {ckpt_path}, which was trained with "
+                      f"{key}={saved.get(key)!r}; it cannot change to {value!r} (only "
+                      f"{', '.join(sorted(_RESUMABLE))} can)", file=sys.stderr)
+                return 2
+        saved.setdefault("out", out)
+        if saved.get("out") is None:
+            saved["out"] = out
+        cfg = TrainConfig.from_dict(saved)
+        trainer = Trainer(cfg)
+        trainer._setup()
+        trainer.load_state_dict(state)
+        print(f"ganfast train: resuming {trainer.model.name} from step {trainer.step} ({ckpt_path})", file=sys.stderr)
+    else:
+        trainer = Trainer(fresh)
+    if trainer.dist.is_main:
+        print(f"ganfast train: {trainer.model.name} on {trainer.dataset!r}, {trainer.steps} steps of batch "
+              f"{trainer.batch_size} on {trainer.device}, writing to {trainer.out}", file=sys.stderr)
+    summary = trainer.fit()
+    if trainer.dist.is_main:
+        last = summary["last"]
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k != "step")
+        print(f"ganfast train: step {summary['step']}: {shown}")
+        print(f"ganfast train: checkpoint {summary['checkpoint']}; samples in {os.path.join(trainer.out, 'samples')}")
+    from . import distributed
+    distributed.teardown()
+    return 130 if summary["stopped"] else 0
+
+
+def _slug(s: str) -> str:
+    from .trainer import _slug as slug
+    return slug(s)
+
+
+# -- sample -------------------------------------------------------------------------------------------
+
+
+def add_sample_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ckpt", required=True, help="a checkpoint written by `ganfast train`")
+    p.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
+    p.add_argument("--out", required=True, help="a .png (image grid, or a scatter plot for 2-D points) or .npy file")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--label", type=int, default=None, help="class of every sample (conditional models)")
+    p.add_argument("--no-ema", action="store_true", help="sample the trained generator, not its EMA")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--device", default=None)
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from .checkpoint import load_checkpoint
+    from .trainer import model_from_checkpoint
+
+    if args.n < 1:
+        print(f"ganfast sample: --n must be a positive int; got {args.n}", file=sys.stderr)
+        return 2
+    ext = os.path.splitext(args.out)[1].lower()
+    if ext not in (".png", ".npy"):
+        print(f"ganfast sample: --out must end in .png or .npy; got {args.out!r}", file=sys.stderr)
+        return 2
+    state = load_checkpoint(args.ckpt)
+    model = model_from_checkpoint(state, ema=not args.no_ema)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(device).eval()
+    k = model.generator_classes()
+    if args.label is not None:
+        if k == 0:
+            print(f"ganfast sample: model {model.name!r} is not conditional: it takes no --label", file=sys.stderr)
+            return 2
+        if not 0 <= args.label < model.num_classes:
+            print(f"ganfast sample: --label must be in [0, {model.num_classes}); got {args.label}", file=sys.stderr)
+            return 2
+    g = torch.Generator()
+    g.manual_seed(args.seed)
+    chunks = []
+    with torch.no_grad():
+        for start in range(0, args.n, args.batch_size):
+            n = min(args.batch_size, args.n - start)
+            z = model.sample_latent(n, generator=g).to(device)
+            y = None
+            if k > 0:
+                y = (torch.full((n,), args.label) if args.label is not None
+                     else torch.arange(start, start + n) % model.num_classes).to(device)
+            chunks.append(model.generate(z, y).float().cpu())
+    x = torch.cat(chunks)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    if ext == ".npy":
+        tmp = args.out + ".tmp.npy"
+        np.save(tmp, x.numpy())
+        os.replace(tmp, args.out)
+    else:
+        from .grid import save_image_grid, save_points_png
+        if model.kind == "image":
+            nrow = model.num_classes if (k > 0 and args.label is None and model.num_classes >= 8) else None
+            save_image_grid(x[:, :3], args.out, nrow=nrow)
+        elif x.shape[1] == 2:
+            save_points_png(x, args.out, reference=_modes(state))
+        else:
+            print(f"ganfast sample: {x.shape[1]}-d points have no picture; write a .npy instead", file=sys.stderr)
+            return 2
+    print(f"ganfast sample: wrote {args.n} samples to {args.out}")
+    data = state["config"]["train"].get("data")
+    if model.kind == "points" and data in ("ring8", "grid25") and x.shape[1] == 2:
+        from ..metrics import mode_coverage
+        print(f"ganfast sample: {data}: {mode_coverage(x, data)}")
+    return 0
+
+
+def _modes(state: Dict[str, Any]):
+    data = state["config"]["train"].get("data")
+    if data in ("ring8", "grid25"):
+        from ..data import mixture_modes
+        return mixture_modes(data)[0]
+    return None
+
+
+# -- list ---------------------------------------------------------------------------------------------
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from .. import data as gd
+    from .. import losses as L
+    from ..models import describe
+
+    def table(title: str, rows: List[tuple]) -> None:
+        print(title)
+        width = max(len(n) for n, _ in rows)
+        for n, d in rows:
+            print(f"  {n:<{width}}  {d}")
+    what = args.what
+    if what in (None, "models"):
+        table("models (--model)", describe())
+    if what in (None, "datasets"):
+        table("datasets (--data)", gd.describe())
+    if what in (None, "losses"):
+        table("losses and regularisers (--loss, -o gradient_penalty=10, -o r1=10, ...)", L.describe())
+    return 0

@@ -1,0 +1,244 @@
+"""The trainer: files it writes, checkpoints, exact resume, Ctrl-C, the CLI, and torchrun."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from ganfast.data import GANDataset
+from ganfast.train import TrainConfig, Trainer, model_from_checkpoint
+from ganfast.train.checkpoint import load_checkpoint
+from ganfast.train.loader import ShardedBatches
+from ganfast.train.log import read_metrics
+
+
+def images(n=40, side=8, classes=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return GANDataset("tiny", torch.rand(n, 1, side, side, generator=g) * 2 - 1,
+                      torch.randint(0, classes, (n,), generator=g), classes=[str(i) for i in range(classes)])
+
+
+def points(n=256, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return GANDataset("pts", torch.randn(n, 2, generator=g))
+
+
+CASES = {
+    "dcgan": (images, {"width": 4, "latent_dim": 8}, {}),
+    "dcgan-bf16": (images, {"width": 4, "latent_dim": 8}, {"amp": "bf16"}),
+    "wgan-gp": (points, {"hidden": [16, 16], "latent_dim": 4}, {}),
+    "infogan": (images, {"width": 4, "noise_dim": 4}, {}),
+}
+
+
+def trainer(tmp, case, steps, **kw):
+    make, options, extra = CASES[case]
+    name = case.split("-bf16")[0]
+    cfg = TrainConfig(model=name, data="tiny", steps=steps, batch_size=8, out=str(tmp), progress=False,
+                      log_every=1, checkpoint_every=3, sample_every=2, model_options=options, **{**extra, **kw})
+    return Trainer(cfg, dataset=make())
+
+
+def test_fit_writes_its_files(tmp_path):
+    t = trainer(tmp_path, "dcgan", 4)
+    summary = t.fit()
+    assert summary["step"] == 4 and not summary["stopped"]
+    rows = read_metrics(tmp_path / "metrics.csv")
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert {"d_loss", "g_loss", "images_per_s"} <= set(rows[0])
+    assert (tmp_path / "losses.png").exists()
+    assert sorted(os.listdir(tmp_path / "samples")) == ["step-00000002.png", "step-00000004.png"]
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    assert cfg["model"]["name"] == "dcgan" and cfg["resolved"]["steps"] == 4
+    ck = sorted(os.listdir(tmp_path / "checkpoints"))
+    assert "ckpt-00000003.pt" in ck and "ckpt-00000004.pt" in ck
+    state = load_checkpoint(summary["checkpoint"])  # weights_only: no arbitrary pickle
+    assert state["step"] == 4 and set(state["optimizers"]) == {"d", "g"}
+    assert state["ema"]["num_updates"] == 4 and len(state["rng"]) == 1
+
+
+def _run_split(tmp, case, total, split):
+    a = trainer(tmp / "a", case, total)
+    a.fit()
+    b = trainer(tmp / "b", case, split)
+    b.fit()
+    c = trainer(tmp / "b", case, total)
+    assert c.resume() is True and c.step == split
+    c.fit()
+    return a, c
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_resume_reproduces_the_uninterrupted_run(tmp_path, case):
+    a, c = _run_split(tmp_path, case, total=6, split=3)
+    ra = read_metrics(tmp_path / "a" / "metrics.csv")
+    rc = read_metrics(tmp_path / "b" / "metrics.csv")
+    assert [r["step"] for r in rc] == list(range(1, 7))  # rows after the resume point replaced, none lost
+    for x, y in zip(ra, rc):
+        for k in x:
+            if k != "images_per_s":
+                assert x[k] == y[k], (case, x["step"], k, x[k], y[k])  # bit for bit
+    for (k, p), q in zip(a.model.state_dict().items(), c.model.state_dict().values()):
+        assert torch.equal(p, q), k
+    for p, q in zip(a.ema.module.state_dict().values(), c.ema.module.state_dict().values()):
+        assert torch.equal(p, q)
+
+
+def test_checkpoint_rebuilds_the_model(tmp_path):
+    t = trainer(tmp_path, "infogan", 2)
+    summary = t.fit()
+    state = load_checkpoint(summary["checkpoint"])
+    m = model_from_checkpoint(state)
+    z = t.grid_z[:5]
+    torch.testing.assert_close(m.eval().generate(z), t.sample(z))  # the EMA generator, in eval mode
+
+
+def test_bad_configs(tmp_path):
+    with pytest.raises(ValueError, match="amp"):
+        Trainer(TrainConfig(amp="fp8"), dataset=images())
+    with pytest.raises(ValueError, match="steps"):
+        Trainer(TrainConfig(steps=0), dataset=images())
+    with pytest.raises(ValueError, match="unknown training option"):
+        Trainer({"stpes": 3}, dataset=images())
+    with pytest.raises(ValueError, match="labels"):
+        Trainer(TrainConfig(model="cgan"), dataset=points())
+    with pytest.raises(ValueError, match="batch_size"):
+        Trainer(TrainConfig(model="gan", batch_size=1000, out=str(tmp_path)), dataset=points()).fit()
+    with pytest.raises(ValueError, match="backend"):
+        Trainer(TrainConfig(backend="tpu"), dataset=images())
+
+
+def test_divergence_is_reported(tmp_path):
+    t = trainer(tmp_path, "wgan-gp", 3)
+    with torch.no_grad():
+        t.model.generator.output.weight.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="diverged"):
+        t.fit()
+
+
+def test_sharded_batches_are_disjoint_deterministic_and_resumable():
+    ds = points(n=50)
+    r0 = ShardedBatches(ds, 4, rank=0, world_size=2, seed=1)
+    r1 = ShardedBatches(ds, 4, rank=1, world_size=2, seed=1)
+    assert r0.batches_per_epoch == 6
+    x0 = torch.cat([r0()[0] for _ in range(6)])
+    x1 = torch.cat([r1()[0] for _ in range(6)])
+    rows = {tuple(r.tolist()) for r in torch.cat([x0, x1])}
+    assert len(rows) == 48  # no sample on both ranks, 50 - 2 (ragged tail) seen
+    again = ShardedBatches(ds, 4, rank=0, world_size=2, seed=1)
+    again.load_state_dict({"epoch": 0, "position": 4, "seed": 1})
+    torch.testing.assert_close(again()[0], x0[16:20])
+    epoch1 = torch.cat([r0()[0] for _ in range(6)])
+    assert not torch.equal(epoch1, x0) and r0.epoch == 1  # a new order each epoch
+
+
+# -- the CLI ---------------------------------------------------------------------------------------
+
+
+def ganfast(*args, check=True, timeout=240, **kw):
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    p = subprocess.run([sys.executable, "-m", "ganfast", *map(str, args)], capture_output=True, text=True,
+                       timeout=timeout, env=env, **kw)
+    if check:
+        assert p.returncode == 0, p.stderr[-3000:]
+    return p
+
+
+def npz_digits(path, n=40, side=8):
+    g = np.random.default_rng(0)
+    np.savez(path, x=(g.random((n, 1, side, side)) * 255).astype(np.uint8), y=g.integers(0, 10, n))
+    return path
+
+
+def test_cli_list():
+    out = ganfast("list").stdout
+    for word in ("dcgan", "wgan-gp", "unrolled", "ring8", "grid25", "digits", "hinge", "least-squares", "r1"):
+        assert word in out
+
+
+def test_cli_train_sample_points(tmp_path):
+    out = tmp_path / "run"
+    ganfast("train", "--model", "wgan-gp", "--data", "ring8", "--steps", 3, "--batch-size", 32, "--num-samples", 500,
+            "--out", out, "-o", "hidden=[16,16]", "--no-progress")
+    ckpt = load_checkpoint(str(out / "checkpoints" / "ckpt-00000003.pt"))
+    assert ckpt["config"]["model"]["hidden"] == [16, 16]
+    p = ganfast("sample", "--ckpt", out / "checkpoints" / "ckpt-00000003.pt", "--n", 300, "--out", tmp_path / "s.npy")
+    assert np.load(tmp_path / "s.npy").shape == (300, 2)
+    assert "modes covered" in p.stdout  # ring8 coverage is reported
+    ganfast("sample", "--ckpt", out / "checkpoints" / "ckpt-00000003.pt", "--n", 100, "--out", tmp_path / "s.png")
+    assert (tmp_path / "s.png").stat().st_size > 0
+    # same seed, same samples
+    ganfast("sample", "--ckpt", out / "checkpoints" / "ckpt-00000003.pt", "--n", 300, "--out", tmp_path / "t.npy")
+    assert np.array_equal(np.load(tmp_path / "s.npy"), np.load(tmp_path / "t.npy"))
+
+
+def test_cli_conditional_images_and_errors(tmp_path):
+    data = npz_digits(tmp_path / "d.npz")
+    out = tmp_path / "run"
+    ganfast("train", "--model", "cgan", "--data", data, "--steps", 2, "--batch-size", 8, "--out", out,
+            "-o", "width=4", "--no-progress")
+    ck = out / "checkpoints" / "ckpt-00000002.pt"
+    ganfast("sample", "--ckpt", ck, "--n", 20, "--out", tmp_path / "g.png", "--label", 3)
+    from PIL import Image
+    assert Image.open(tmp_path / "g.png").size[0] >= 64
+    x = ganfast("sample", "--ckpt", ck, "--n", 7, "--out", tmp_path / "g.npy")
+    assert np.load(tmp_path / "g.npy").shape == (7, 1, 8, 8)
+    bad = ganfast("sample", "--ckpt", ck, "--n", 4, "--out", tmp_path / "g.png", "--label", 99, check=False)
+    assert bad.returncode == 2 and "--label" in bad.stderr
+    bad = ganfast("sample", "--ckpt", ck, "--n", 4, "--out", tmp_path / "g.jpg", check=False)
+    assert bad.returncode == 2 and ".png or .npy" in bad.stderr
+    bad = ganfast("train", "--model", "cgan", "--data", "ring8", "--steps", 1, "--out", tmp_path / "x", check=False)
+    assert bad.returncode != 0 and "labels" in bad.stderr
+    bad = ganfast("train", "--model", "nope", check=False)
+    assert bad.returncode == 2 and "unknown model" in bad.stderr
+    bad = ganfast("train", "--data", tmp_path / "missing-folder", "--steps", 1, check=False)
+    assert bad.returncode != 0 and "missing-folder" in bad.stderr
+    # resuming cannot change the experiment
+    bad = ganfast("train", "--model", "lsgan", "--data", data, "--out", out, "--resume", ck, check=False)
+    assert bad.returncode == 2 and "cannot change" in bad.stderr
+
+
+def test_cli_ctrl_c_saves_and_resume_continues(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "ganfast", "train", "--model", "gan", "--data", "ring8", "--num-samples", 2000,
+           "--steps", 100000, "--batch-size", 32, "--log-every", 1, "--checkpoint-every", 100000, "--out", str(out),
+           "--no-progress", "-o", "hidden=[8]"]
+    proc = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = out / "metrics.csv"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 4):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "--resume" in err
+    rows = read_metrics(metrics)
+    stopped = rows[-1]["step"]
+    state = load_checkpoint(str(out / "checkpoints" / f"ckpt-{stopped:08d}.pt"))
+    assert state["step"] == stopped
+    ganfast("train", "--model", "gan", "--data", "ring8", "--num-samples", 2000, "--out", out, "--resume",
+            "--steps", stopped + 3, "--batch-size", 32, "--log-every", 1, "-o", "hidden=[8]", "--no-progress")
+    rows = read_metrics(metrics)
+    assert [r["step"] for r in rows] == list(range(1, stopped + 4))
+
+
+def test_torchrun_two_processes_on_gloo(tmp_path):
+    out = tmp_path / "run"
+    env = dict(os.environ, PYTHONWARNINGS="ignore", OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "ganfast", "train", "--model", "wgan-gp", "--data", "ring8", "--num-samples", 1000, "--steps", 4,
+           "--batch-size", 16, "--out", str(out), "--log-every", 1, "--no-progress", "-o", "hidden=[16,16]"]
+    p = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=240, env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    rows = read_metrics(out / "metrics.csv")
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]  # one writer
+    state = load_checkpoint(str(out / "checkpoints" / "ckpt-00000004.pt"))
+    assert len(state["rng"]) == 2 and state["world_size"] == 2
+    assert not torch.equal(state["rng"][0]["torch"], state["rng"][1]["torch"])  # ranks draw different noise
+    assert p.stdout.count("ganfast train: step 4") == 1
