@@ -31,6 +31,7 @@ def points(n=256, seed=0):
 
 CASES = {
     "dcgan": (images, {"width": 4, "latent_dim": 8}, {}),
+    "wgan-gp-linear": (points, {"hidden": [16, 16], "latent_dim": 4}, {"lr_schedule": "linear"}),
     "dcgan-bf16": (images, {"width": 4, "latent_dim": 8}, {"amp": "bf16"}),
     "wgan-gp": (points, {"hidden": [16, 16], "latent_dim": 4}, {}),
     "infogan": (images, {"width": 4, "noise_dim": 4}, {}),
@@ -39,7 +40,7 @@ CASES = {
 
 def trainer(tmp, case, steps, **kw):
     make, options, extra = CASES[case]
-    name = case.split("-bf16")[0]
+    name = case.replace("-bf16", "").replace("-linear", "")
     cfg = TrainConfig(model=name, data="tiny", steps=steps, batch_size=8, out=str(tmp), progress=False,
                       log_every=1, checkpoint_every=3, sample_every=2, model_options=options, **{**extra, **kw})
     return Trainer(cfg, dataset=make())
@@ -64,12 +65,15 @@ def test_fit_writes_its_files(tmp_path):
 
 
 def _run_split(tmp, case, total, split):
+    """Run ``total`` steps; then, in a copy of the run directory, resume from the step-``split``
+    checkpoint as an interrupted run would (a linear learning-rate schedule included)."""
+    import shutil
+
     a = trainer(tmp / "a", case, total)
     a.fit()
-    b = trainer(tmp / "b", case, split)
-    b.fit()
+    shutil.copytree(tmp / "a", tmp / "b")
     c = trainer(tmp / "b", case, total)
-    assert c.resume() is True and c.step == split
+    assert c.resume(str(tmp / "b" / "checkpoints" / f"ckpt-{split:08d}.pt")) is True and c.step == split
     c.fit()
     return a, c
 
@@ -242,3 +246,40 @@ def test_torchrun_two_processes_on_gloo(tmp_path):
     assert len(state["rng"]) == 2 and state["world_size"] == 2
     assert not torch.equal(state["rng"][0]["torch"], state["rng"][1]["torch"])  # ranks draw different noise
     assert p.stdout.count("ganfast train: step 4") == 1
+
+
+@pytest.mark.slow
+def test_wgan_gp_covers_every_ring8_mode(tmp_path):
+    """The mode-collapse benchmark, shortened to fit CI: wgan-gp with its 2-D defaults, fewer steps."""
+    from ganfast.metrics import mode_coverage
+
+    t = Trainer(TrainConfig(model="wgan-gp", data="ring8", steps=2500, out=str(tmp_path), progress=False,
+                            sample_every=10_000, checkpoint_every=10_000))
+    t.fit()
+    g = torch.Generator().manual_seed(0)
+    cov = mode_coverage(t.sample(t.model.sample_latent(2500, generator=g)), "ring8")
+    assert cov.modes_covered == 8, str(cov)
+    assert cov.high_quality >= 0.5, str(cov)
+
+
+def test_recommended_settings_and_linear_schedule(tmp_path):
+    from ganfast.models import REGISTRY
+    from ganfast.train import recommended
+
+    rec = recommended(REGISTRY["wgan-gp"], "points")
+    assert rec["lr_schedule"] == "linear" and rec["options"]["gradient_penalty"] == 0.1
+    assert recommended(REGISTRY["dcgan"], "image")["lr_schedule"] == "constant"
+    t = Trainer(TrainConfig(model="wgan-gp", data="tiny", steps=4, batch_size=8, out=str(tmp_path), progress=False,
+                            model_options={"latent_dim": 4}), dataset=points())
+    assert t.model.config["hidden"] == [128, 128, 128]  # the 2-D recommendation applies
+    assert t.model.config["latent_dim"] == 4            # what the user set wins
+    seen = []
+    step = t.model.train_step
+
+    def spy(*a, **k):
+        seen.append(t.optimizers["g"].param_groups[0]["lr"])
+        return step(*a, **k)
+    t.model.train_step = spy
+    t.fit()
+    lr = t.model.config["lr_g"]
+    assert seen == pytest.approx([lr, 0.75 * lr, 0.5 * lr, 0.25 * lr])

@@ -140,6 +140,9 @@ class GANModel(nn.Module):
     conditional: bool = False
     #: one line for ``ganfast list``
     summary: str = ""
+    #: what ``ganfast train`` uses when the user does not say, per kind of data ("points",
+    #: "image"): steps, batch_size, lr_schedule, and model options (see ganfast.train.recommended)
+    recommended: Dict[str, Dict[str, Any]] = {}
 
     def __init__(self, **options: Any) -> None:
         super().__init__()

@@ -226,11 +226,21 @@ class WGANGP(GANModel):
     defaults = {"loss": "wasserstein", "gradient_penalty": 10.0, "n_critic": 5, "lr_g": 1e-4, "lr_d": 1e-4,
                 "betas": (0.0, 0.9), "batch_norm_d": False}
 
+    # The 2-D mixtures within minutes on a CPU (the paper's toy runs took 100k iterations):
+    # the released toy code's penalty weight 0.1 (a smaller lambda lets the critic be steep
+    # enough to pull samples into 0.02-wide modes), Adam at 1e-3 decayed linearly to 0 (the
+    # decay is what makes the clusters tight at the end), batch 512 and 128-unit layers
+    # (more, cheaper steps beat a wider network at equal time: measured, see the README).
+    recommended = {"points": {"steps": 8000, "batch_size": 512, "lr_schedule": "linear",
+                              "options": {"hidden": [128, 128, 128], "gradient_penalty": 0.1,
+                                          "lr_g": 1e-3, "lr_d": 1e-3}}}
+
     def _normalise(self, c):
         c = super()._normalise(c)
         if c["arch"] == "mlp" and c["hidden"] is None and len(c["sample_shape"]) == 1:
             c["hidden"] = [512, 512, 512]
-            c["batch_norm_g"] = False
+        if c["arch"] == "mlp" and len(c["sample_shape"]) == 1:
+            c["batch_norm_g"] = False  # the paper's toy generator has none
         return c
 
 

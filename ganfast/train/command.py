@@ -41,7 +41,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     a("--seed", type=int, default=None)
     a("--image-size", type=int, default=None, help="resize images to this side (digits: 16 or 32; default 32)")
     a("--num-samples", type=int, default=None, help="points drawn for ring8/grid25 (default 100000)")
-    a("--ema-decay", type=float, default=None, help="EMA of the generator (0 disables; default 0.999)")
+    a("--ema-decay", type=float, default=None,
+      help="EMA of the generator used for samples (0 disables; default: the model's recommendation, 0.999)")
+    a("--lr-schedule", choices=["constant", "linear"], default=None,
+      help="learning rates constant or decayed linearly to 0 (default: the model's recommendation)")
     a("--sample-every", type=int, default=None, help="steps between sample grids")
     a("--checkpoint-every", type=int, default=None, help="steps between checkpoints")
     a("--log-every", type=int, default=None, help="steps between metric rows (default 10)")
@@ -63,7 +66,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 _SHORTHANDS = {"loss": "loss", "n_critic": "n_critic", "lr_g": "lr_g", "lr_d": "lr_d"}
 _TRAIN_FIELDS = ("model", "data", "steps", "batch_size", "out", "amp", "backend", "device", "seed", "image_size",
                  "num_samples", "ema_decay", "sample_every", "checkpoint_every", "log_every", "keep", "grid_size",
-                 "metrics_format", "tensorboard", "num_workers", "progress", "threads")
+                 "metrics_format", "tensorboard", "num_workers", "progress", "threads", "lr_schedule")
 
 
 def _explicit(args: argparse.Namespace) -> Dict[str, Any]:

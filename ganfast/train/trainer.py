@@ -59,7 +59,7 @@ class TrainConfig:
     backend: str = "auto"
     device: Optional[str] = None           # None: cuda when available, else cpu
     seed: int = 0
-    ema_decay: float = 0.999               # 0 disables the EMA (samples come from G itself)
+    ema_decay: Optional[float] = None      # None: the model's recommendation (0.999); 0 disables the EMA
     sample_every: Optional[int] = None     # None: 10 grids over the run
     checkpoint_every: Optional[int] = None # None: 4 checkpoints over the run (and one at the end)
     log_every: int = 10
@@ -70,6 +70,7 @@ class TrainConfig:
     num_workers: int = 0
     progress: bool = True
     threads: Optional[int] = None          # torch CPU threads; None: leave torch's default
+    lr_schedule: Optional[str] = None      # None: the model's recommendation; "constant" | "linear" (to 0 at the end)
     model_options: Dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> Dict[str, Any]:
@@ -97,8 +98,10 @@ class TrainConfig:
             raise ValueError(f"keep must be an int >= 0 (0 keeps every checkpoint); got {self.keep!r}")
         if self.amp not in (None, "bf16", "fp16"):
             raise ValueError(f"amp must be None, 'bf16' or 'fp16'; got {self.amp!r}")
-        if not (isinstance(self.ema_decay, (int, float)) and 0 <= self.ema_decay < 1):
+        if self.ema_decay is not None and not (isinstance(self.ema_decay, (int, float)) and 0 <= self.ema_decay < 1):
             raise ValueError(f"ema_decay must be in [0, 1) (0 disables the EMA); got {self.ema_decay!r}")
+        if self.lr_schedule not in (None, "constant", "linear"):
+            raise ValueError(f"lr_schedule must be 'constant' or 'linear'; got {self.lr_schedule!r}")
         if self.metrics_format not in ("csv", "jsonl"):
             raise ValueError(f"metrics_format must be 'csv' or 'jsonl'; got {self.metrics_format!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
@@ -108,14 +111,19 @@ class TrainConfig:
         _backend._check_name(self.backend)
 
 
-def recommended(model: GANModel, kind: str) -> Dict[str, int]:
-    """Steps and batch size that train ``model`` well on this kind of data in minutes on a CPU."""
-    rec = getattr(model, "recommended", {}).get(kind) if hasattr(model, "recommended") else None
-    if rec:
-        return dict(rec)
-    if kind == "points":
-        return {"steps": 4000, "batch_size": 256}
-    return {"steps": 2000, "batch_size": 64}
+def recommended(model: Any, kind: str) -> Dict[str, Any]:
+    """What trains ``model`` (a GANModel class or instance) well on ``kind`` data in minutes on a CPU.
+
+    ``{"steps", "batch_size", "lr_schedule", "options"}``: ``options`` are
+    model options applied unless the user set them (see each method's
+    ``recommended`` table in :mod:`ganfast.models.variants`).
+    """
+    cls = model if isinstance(model, type) else type(model)
+    table = getattr(cls, "recommended", {}) or {}
+    rec = {"steps": 4000 if kind == "points" else 2000, "batch_size": 256 if kind == "points" else 64,
+           "lr_schedule": "constant", "ema_decay": 0.999, "options": {}}
+    rec.update(table.get(kind, {}))
+    return rec
 
 
 class _Context(StepContext):
@@ -217,9 +225,13 @@ class Trainer:
         if model is None:
             # initial weights are a function of the seed alone (and the same on every rank),
             # drawn without touching the caller's global RNG
+            from ..models import REGISTRY
+            if cfg.model not in REGISTRY:
+                raise ValueError(f"unknown model {cfg.model!r}; choose one of {list(REGISTRY)}")
+            options = {**recommended(REGISTRY[cfg.model], dataset.kind)["options"], **cfg.model_options}
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(cfg.seed)
-                model = build(cfg.model, dataset=dataset, **cfg.model_options)
+                model = build(cfg.model, dataset=dataset, **options)
         else:
             if tuple(model.sample_shape) != tuple(dataset.sample_shape):
                 raise ValueError(f"the model makes samples of shape {tuple(model.sample_shape)} but the dataset's"
@@ -230,6 +242,8 @@ class Trainer:
         rec = recommended(model, dataset.kind)
         self.steps = cfg.steps or rec["steps"]
         self.batch_size = cfg.batch_size or rec["batch_size"]
+        self.lr_schedule = cfg.lr_schedule or rec["lr_schedule"]
+        self.ema_decay = float(cfg.ema_decay if cfg.ema_decay is not None else rec["ema_decay"])
         self.out = cfg.out or os.path.join("runs", f"{model.name}-{_slug(cfg.data)}")
         self.sample_every = cfg.sample_every or max(1, self.steps // 10)
         self.checkpoint_every = cfg.checkpoint_every or max(1, self.steps // 4)
@@ -247,9 +261,12 @@ class Trainer:
         model = self.model.to(self.device)
         D.broadcast_module(model)
         self.optimizers = model.make_optimizers()
+        for opt in self.optimizers.values():
+            for group in opt.param_groups:
+                group.setdefault("initial_lr", group["lr"])
         use_scaler = cfg.amp == "fp16"
         self.scalers = {k: torch.amp.GradScaler(self.device.type) for k in self.optimizers} if use_scaler else {}
-        self.ema = EMA(model.generator, decay=cfg.ema_decay) if cfg.ema_decay > 0 else None
+        self.ema = EMA(model.generator, decay=self.ema_decay) if self.ema_decay > 0 else None
         self.batches = ShardedBatches(self.dataset, self.batch_size, rank=self.dist.rank,
                                       world_size=self.dist.world_size, seed=cfg.seed, device=self.device,
                                       num_workers=cfg.num_workers)
@@ -305,7 +322,7 @@ class Trainer:
         if self.ema is not None and state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
         elif self.ema is not None:
-            self.ema = EMA(self.model.generator, decay=self.config.ema_decay)
+            self.ema = EMA(self.model.generator, decay=self.ema_decay)
         for k, o in self.optimizers.items():
             o.load_state_dict(state["optimizers"][k])
         for k, s in self.scalers.items():
@@ -388,7 +405,8 @@ class Trainer:
                 os.makedirs(self.out, exist_ok=True)
                 _write_json(os.path.join(self.out, "config.json"), {
                     "train": _jsonable(cfg.to_dict()), "model": {"name": self.model.name, **_jsonable(self.model.config)},
-                    "resolved": {"steps": self.steps, "batch_size": self.batch_size, "device": str(self.device),
+                    "resolved": {"steps": self.steps, "batch_size": self.batch_size, "lr_schedule": self.lr_schedule,
+                                 "ema_decay": self.ema_decay, "device": str(self.device),
                                  "world_size": self.dist.world_size}})
             logger = None
             if main:
@@ -405,6 +423,7 @@ class Trainer:
                 with _StopRequest() as stop:
                     while self.step < self.steps:
                         self.ctx.iteration = self.step
+                        self._set_learning_rates()
                         self.model.train()
                         logs = self.model.train_step(self.batches, self.optimizers, self.ctx)
                         if self.ema is not None:
@@ -447,6 +466,15 @@ class Trainer:
                       file=sys.stderr, flush=True)
             return {"step": self.step, "stopped": stopped, "checkpoint": path, "out": self.out,
                     "last": self.history[-1] if self.history else {}}
+
+    def _set_learning_rates(self) -> None:
+        """The schedule is a pure function of the step (nothing to checkpoint, exact on resume)."""
+        if self.lr_schedule == "constant":
+            return
+        factor = 1.0 - self.step / self.steps  # "linear": from the initial rate down to 0 at the last step
+        for opt in self.optimizers.values():
+            for group in opt.param_groups:
+                group["lr"] = group["initial_lr"] * factor
 
     def _progress(self, main: bool):
         if not (main and self.config.progress):
