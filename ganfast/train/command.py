@@ -39,7 +39,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     a("--backend", default=None, help="kernel backend: auto, torch, triton, cuda (default auto)")
     a("--device", default=None, help="cpu or cuda (default: cuda when available)")
     a("--seed", type=int, default=None)
-    a("--image-size", type=int, default=None, help="resize images to this side (digits: 16 or 32; default 32)")
+    a("--image-size", type=int, default=None, help="resize images to this side (digits: 8, 16, 32 or 64; default 16)")
     a("--num-samples", type=int, default=None, help="points drawn for ring8/grid25 (default 100000)")
     a("--ema-decay", type=float, default=None,
       help="EMA of the generator used for samples (0 disables; default: the model's recommendation, 0.999)")
