@@ -10,9 +10,10 @@
 #
 # Arguments after OUTDIR go to `ganfast bench` (e.g. `--op bias_act --dtype bf16`).
 #
-# OUTDIR gets 8 files (the device tool returns at most 8 from $OUT):
+# OUTDIR gets 9 files:
 #   nvidia-smi.txt  build.log  doctor.txt  gpu_tests.log  tests.log
 #   bench.txt (the table)  bench.log (progress)  bench.json (every row + metadata)
+#   dcgan_step.txt (a whole DCGAN 64x64 bf16 training iteration, ganfast vs torch.nn)
 # Record results in bench/RESULTS.md with the header lines of bench.txt.
 set -euo pipefail
 
@@ -65,6 +66,8 @@ step tests "$OUT/tests.log" python -m pytest tests -rs
 # The table on stdout (bench.txt), progress and tracebacks on stderr (bench.log).
 bench() { "${GANFAST[@]}" bench --json "$OUT/bench.json" "${BENCH_ARGS[@]}" 2>"$OUT/bench.log"; }
 step bench "$OUT/bench.txt" bench
+# Issue 7: a whole DCGAN 64x64 training iteration (batch 128, bf16), fused layers vs torch.nn;
+step dcgan-step "$OUT/dcgan_step.txt" python bench/dcgan_step.py
 
 echo
 echo "================================ ganfast bench ================================"

@@ -235,3 +235,20 @@ def test_fid_alias_expands_to_its_ops():
     assert check_ops(["fid"]) == ["sqrtm_trace", "feature_stats"]
     assert check_ops(["fid", "sqrtm_trace", "bias_act"]) == ["sqrtm_trace", "feature_stats", "bias_act"]
     assert "fid" not in bench_ops()
+
+
+def test_dcgan_step_script_runs_on_the_cpu(tmp_path):
+    """bench/dcgan_step.py (issue 7's GPU target) runs end to end; its CPU timings are not checked."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "bench" / "dcgan_step.py"
+    out = tmp_path / "step.json"
+    p = subprocess.run([sys.executable, str(script), "--quick", "--amp", "none", "--json", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    res = json.loads(out.read_text())
+    assert res["meta"]["fused_blocks"] > 0 and set(res["rows"]) == {"ganfast", "torch.nn"}
+    assert all(r["median_ms"] > 0 for r in res["rows"].values()) and "speedup" in p.stdout
