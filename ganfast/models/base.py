@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -331,6 +331,15 @@ class GANModel(nn.Module):
         args = (x, y) if self.discriminator_classes() > 0 else (x,)
         return d(*args, return_features=features) if features else d(*args)
 
+    def label_kwargs(self) -> Dict[str, float]:
+        """One-sided label smoothing (Salimans et al. 2016) as discriminator_loss's keyword."""
+        s = self.config["label_smoothing"]
+        return {"real_label": 1.0 - s} if s > 0 else {}
+
+    def critic(self, y: Optional[Tensor]) -> Callable[[Tensor], Tensor]:
+        """D as a function of its input alone (labels bound), for the gradient penalties."""
+        return lambda t: self.d_forward(t, y)
+
     def _noisy(self, x: Tensor, ctx: StepContext) -> Tensor:
         return self._noise(x, ctx.iteration) if self._noise is not None else x
 
@@ -340,25 +349,23 @@ class GANModel(nn.Module):
         real_in, fake_in = self._noisy(real, ctx), self._noisy(fake, ctx)
         real_out = self.d_forward(real_in, y)
         fake_out = self.d_forward(fake_in, y_fake)
-        kw = {"real_label": 1.0 - c["label_smoothing"]} if c["label_smoothing"] > 0 else {}
-        loss = L.discriminator_loss(self.loss, real_out, fake_out, **kw)
+        loss = L.discriminator_loss(self.loss, real_out, fake_out, **self.label_kwargs())
         logs = {"d_loss": loss.detach(), "d_real": real_out.detach().float().mean(),
                 "d_fake": fake_out.detach().float().mean()}
         if self.loss == "wasserstein":
             logs["w_distance"] = logs["d_real"] - logs["d_fake"]
         total = loss
-        critic = lambda t, yy=y: self.d_forward(t, yy)  # noqa: E731
         if c["gradient_penalty"] > 0:
-            gp = L.gradient_penalty(lambda t: self.d_forward(t, y), real.detach(), fake.detach(),
+            gp = L.gradient_penalty(self.critic(y), real.detach(), fake.detach(),
                                     scaler=ctx.scaler("d"))
             total = total + c["gradient_penalty"] * gp
             logs["gp"] = gp.detach()
         if c["r1"] > 0:
-            r1 = L.r1_penalty(critic, real.detach(), scaler=ctx.scaler("d"))
+            r1 = L.r1_penalty(self.critic(y), real.detach(), scaler=ctx.scaler("d"))
             total = total + 0.5 * c["r1"] * r1
             logs["r1"] = r1.detach()
         if c["r2"] > 0:
-            r2 = L.r2_penalty(lambda t: self.d_forward(t, y_fake), fake.detach(), scaler=ctx.scaler("d"))
+            r2 = L.r2_penalty(self.critic(y_fake), fake.detach(), scaler=ctx.scaler("d"))
             total = total + 0.5 * c["r2"] * r2
             logs["r2"] = r2.detach()
         if self._ha_d is not None:

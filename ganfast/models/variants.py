@@ -8,8 +8,7 @@ wherever the paper used an MLP.
 
 from __future__ import annotations
 
-import math
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +16,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from .. import losses as L
-from .base import Batch, GANModel, StepContext, set_requires_grad
+from .base import GANModel
 
 REGISTRY: Dict[str, type] = {}
 
@@ -94,8 +93,7 @@ class ACGAN(GANModel):
         real_out, f_real = self.d_forward(self._noisy(real, ctx), None, features=True)
         fake_out, f_fake = self.d_forward(self._noisy(fake, ctx), None, features=True)
         c = self.config
-        kw = {"real_label": 1.0 - c["label_smoothing"]} if c["label_smoothing"] > 0 else {}
-        adv = L.discriminator_loss(self.loss, real_out, fake_out, **kw)
+        adv = L.discriminator_loss(self.loss, real_out, fake_out, **self.label_kwargs())
         cls = (F.cross_entropy(self.classifier(f_real).float(), y)
                + F.cross_entropy(self.classifier(f_fake).float(), y_fake))
         total = adv + c["class_weight"] * cls
@@ -193,8 +191,7 @@ class InfoGAN(GANModel):
         c = self.config
         real_out = self.d_forward(self._noisy(real, ctx), None)
         fake_out, f_fake = self.d_forward(self._noisy(fake, ctx), None, features=True)
-        kw = {"real_label": 1.0 - c["label_smoothing"]} if c["label_smoothing"] > 0 else {}
-        adv = L.discriminator_loss(self.loss, real_out, fake_out, **kw)
+        adv = L.discriminator_loss(self.loss, real_out, fake_out, **self.label_kwargs())
         info = self._info_loss(self._last_z, f_fake)
         return adv + info, {"d_loss": adv.detach(), "info": info.detach(),
                             "d_real": real_out.detach().float().mean(), "d_fake": fake_out.detach().float().mean()}
@@ -337,7 +334,7 @@ class Unrolled(GANModel):
         lr, (b1, b2), eps = group["lr"], group["betas"], group["eps"]
         state = {n: opt.state.get(p, {}) for n, p in d.named_parameters()}
         create_graph = self.config["unroll_grad"]
-        kw = {"real_label": 1.0 - self.config["label_smoothing"]} if self.config["label_smoothing"] > 0 else {}
+        kw = self.label_kwargs()
         m = {n: (state[n]["exp_avg"].clone() if "exp_avg" in state[n] else torch.zeros_like(params[n])) for n in names}
         v = {n: (state[n]["exp_avg_sq"].clone() if "exp_avg_sq" in state[n] else torch.zeros_like(params[n])) for n in names}
         t0 = int(float(state[names[0]].get("step", 0))) if names and state[names[0]] else 0
