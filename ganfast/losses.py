@@ -1,8 +1,11 @@
 """Adversarial losses and regularisers.
 
 Losses take the raw discriminator outputs (logits, or critic values for
-Wasserstein and hinge), shape ``(B,)`` or ``(B, 1)``, in any floating dtype,
-and return a 0-d tensor averaged over the batch.  Arithmetic runs in float32
+Wasserstein and hinge) of any shape ``(B, ...)``: one value per sample
+``(B,)`` / ``(B, 1)``, or a map of values per sample such as PatchGAN's
+``(B, 1, H, W)`` (Isola et al. 2017, sec. 3.2: the loss is averaged over
+every patch), in any floating dtype, and return a 0-d tensor averaged over
+every value.  Arithmetic runs in float32
 (bf16/fp16 outputs under autocast are upcast first), or in float64 when the
 input is float64, so that tests can gradcheck the same code.
 
@@ -45,6 +48,7 @@ __all__ = [
     "r1_penalty",
     "r2_penalty",
     "InstanceNoise",
+    "add_instance_noise",
     "feature_matching_loss",
     "HistoricalAveraging",
 ]
@@ -174,14 +178,15 @@ def _lookup(kind) -> _Loss:
 
 
 def _check_output(t, name: str) -> Tensor:
-    """A discriminator output of shape (B,) or (B, 1), as a (B,) tensor in the compute dtype."""
+    """A discriminator output of shape (B, ...), flattened to one dimension in the compute dtype."""
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor (the raw discriminator output); got {type(t).__name__}")
     if not t.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor; got dtype {t.dtype}")
-    if not (t.dim() == 1 or (t.dim() == 2 and t.shape[1] == 1)):
-        raise ValueError(f"{name} must have shape (B,) or (B, 1), one value per sample; got {tuple(t.shape)}")
-    if t.shape[0] == 0:
+    if t.dim() == 0:
+        raise ValueError(f"{name} must have shape (B, ...) with a batch dimension (one value or one map of values "
+                         f"per sample); got a 0-d tensor")
+    if t.numel() == 0:
         raise ValueError(f"{name} is an empty batch (shape {tuple(t.shape)}); the mean over it is undefined")
     return t.reshape(-1).to(_compute_dtype(t.dtype))
 
@@ -209,8 +214,9 @@ def discriminator_loss(kind: str, real_out: Tensor, fake_out: Tensor, *,
 
     Args:
         kind: one of :func:`names`.
-        real_out: D's raw outputs on real data, shape ``(B,)`` or ``(B, 1)``.
-        fake_out: D's raw outputs on generated data (detach them from G), same form.
+        real_out: D's raw outputs on real data, shape ``(B, ...)``: ``(B,)``, ``(B, 1)``
+            or a PatchGAN map ``(B, 1, H, W)``; the loss averages over every value.
+        fake_out: D's raw outputs on generated data (detach them from G), any ``(B', ...)``.
         real_label, fake_label: targets for minimax / non-saturating (in [0, 1])
             and least-squares (b and a); ``real_label=0.9`` is one-sided label
             smoothing (Salimans et al. 2016).  Wasserstein and hinge have no
@@ -218,6 +224,11 @@ def discriminator_loss(kind: str, real_out: Tensor, fake_out: Tensor, *,
 
     Returns:
         a 0-d float32 tensor (float64 when an input is float64).
+
+    Raises:
+        ValueError: unknown ``kind``, an empty or 0-d output, outputs on two
+            devices, labels outside their range (or given to a loss without labels).
+        TypeError: a non-tensor or non-floating output, a non-float label.
     """
     loss = _lookup(kind)
     real = _check_output(real_out, "real_out")
@@ -234,7 +245,7 @@ def generator_loss(kind: str, fake_out: Tensor, real_out: Optional[Tensor] = Non
 
     Args:
         kind: one of :func:`names`.
-        fake_out: D's raw outputs on generated data (not detached), ``(B,)`` or ``(B, 1)``.
+        fake_out: D's raw outputs on generated data (not detached), ``(B, ...)``.
         real_out: D's outputs on real data; none of the current losses uses
             it (it is there for relativistic losses), but it is checked when given.
 
@@ -275,6 +286,8 @@ def _uniform(n: int, like: Tensor, generator: Optional[torch.Generator]) -> Tens
 def _input_grads(critic: Callable[[Tensor], Tensor], x: Tensor, scaler, what: str) -> Tensor:
     """d sum_i D(x_i) / dx as a (B, numel per sample) tensor in the compute dtype, differentiable.
 
+    A critic with a map of outputs per sample (PatchGAN) is summed over the
+    map: the penalty is on the gradient of each sample's total score.
     The sum over the batch gives each sample's own gradient as long as the
     critic treats samples independently.  With batch statistics (BatchNorm in
     training mode) the samples interact and the result is the gradient of the
@@ -287,9 +300,9 @@ def _input_grads(critic: Callable[[Tensor], Tensor], x: Tensor, scaler, what: st
     if not isinstance(out, torch.Tensor):
         raise TypeError(f"{what}: critic must return a tensor; got {type(out).__name__}")
     batch = x.shape[0]
-    if tuple(out.shape) not in ((batch,), (batch, 1)):
-        raise ValueError(f"{what}: critic output must have shape ({batch},) or ({batch}, 1), one value per "
-                         f"sample; got {tuple(out.shape)} (wrap a conditional critic in a lambda that passes "
+    if out.dim() == 0 or out.shape[0] != batch:
+        raise ValueError(f"{what}: critic output must have shape ({batch}, ...), one value or one map of values "
+                         f"per sample; got {tuple(out.shape)} (wrap a conditional critic in a lambda that passes "
                          f"its labels)")
     if not out.requires_grad:
         raise RuntimeError(f"{what}: the critic's output does not depend on its input through autograd "
@@ -323,8 +336,8 @@ def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Ten
     ``center=0`` gives the zero-centred variant (Thanh-Tung et al. 2019).
 
     Args:
-        critic: maps a batch to ``(B,)`` or ``(B, 1)`` (wrap a conditional
-            critic in a lambda that supplies its labels).  Its parameters get
+        critic: maps a batch to ``(B, ...)`` (one value or a map of values per
+            sample; wrap a conditional critic in a lambda that supplies its labels).  Its parameters get
             gradients through the penalty (double backward).
         real, fake: batches of the same shape, dtype and device; both are
             detached, so no gradient reaches the generator.
@@ -450,15 +463,25 @@ class InstanceNoise:
         if not isinstance(x, torch.Tensor) or not x.is_floating_point():
             raise TypeError(f"x must be a floating-point torch.Tensor; got "
                             f"{x.dtype if isinstance(x, torch.Tensor) else type(x).__name__}")
-        sigma = self.sigma_at(step)
-        if sigma == 0.0:
-            return x
-        device = x.device if generator is None else generator.device
-        noise = torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
-        return x + sigma * noise
+        return add_instance_noise(x, self.sigma_at(step), generator)
 
     def __repr__(self) -> str:
         return f"InstanceNoise(sigma={self.sigma}, anneal_steps={self.anneal_steps}, schedule={self.schedule!r})"
+
+
+def add_instance_noise(x: Tensor, sigma: float, generator: Optional[torch.Generator] = None) -> Tensor:
+    """``x + sigma * N(0, 1)`` (instance noise at a given sigma); ``x`` itself when sigma is 0.
+
+    The noise is drawn in ``x``'s dtype, on ``generator``'s device when one
+    is given (then moved to ``x``'s), and is a constant: gradients flow to
+    ``x`` unchanged.  :class:`InstanceNoise` anneals sigma over the steps; a
+    training method gets it from its ``instance_noise`` schedule instead.
+    """
+    if sigma == 0.0:
+        return x
+    device = x.device if generator is None else generator.device
+    noise = torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
+    return x + sigma * noise
 
 
 # --------------------------------------------------------------------------

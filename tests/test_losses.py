@@ -69,9 +69,10 @@ def test_names_and_describe():
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("shape", [(7,), (7, 1)])
+@pytest.mark.parametrize("shape", [(7,), (7, 1), (7, 1, 3, 5)])  # last: a PatchGAN map per sample
 def test_losses_match_formula_float64(kind, shape, gen):
-    r, f = logits(gen, 7).reshape(shape), logits(gen, 7).reshape(shape)
+    n = math.prod(shape)
+    r, f = logits(gen, n).reshape(shape), logits(gen, n).reshape(shape)
     d = L.discriminator_loss(kind, r, f)
     g = L.generator_loss(kind, f)
     assert d.shape == () and g.shape == () and d.dtype == F64 and g.dtype == F64
@@ -179,9 +180,9 @@ def test_loss_argument_errors():
         L.discriminator_loss("hinge", x, torch.ones(4, dtype=torch.int64))
     with pytest.raises(ValueError, match=r"real_out is an empty batch"):
         L.discriminator_loss("hinge", torch.empty(0), x)
-    with pytest.raises(ValueError, match=r"fake_out must have shape \(B,\) or \(B, 1\).*\(4, 2\)"):
-        L.generator_loss("hinge", torch.randn(4, 2))
-    with pytest.raises(ValueError, match=r"shape \(B,\) or \(B, 1\)"):
+    with pytest.raises(ValueError, match=r"fake_out must have shape \(B, \.\.\.\).*0-d"):
+        L.generator_loss("hinge", torch.tensor(1.0))
+    with pytest.raises(ValueError, match=r"real_out must have shape \(B, \.\.\.\)"):
         L.discriminator_loss("hinge", torch.tensor(1.0), x)
     with pytest.raises(ValueError, match="real_label.*\\[0, 1\\]"):
         L.discriminator_loss("minimax", x, x, real_label=1.5)
@@ -239,6 +240,19 @@ def test_gradient_penalty_linear_critic_closed_form(shape, center, gen):
     got = L.gradient_penalty(lambda x: critic(x)[:, None], real.float(), fake.float())
     assert got.dtype == torch.float32
     assert_close(got, (w.norm() - 1) ** 2, torch.float32, 0, "WGAN-GP, linear critic, float32, (B, 1)")
+
+
+def test_penalties_of_a_patch_critic_are_those_of_its_per_sample_sum(gen):
+    """A critic with a map of outputs per sample (PatchGAN) is penalised on each sample's summed score."""
+    x = torch.randn(4, 3, 6, 6, generator=gen, dtype=F64)
+    y = torch.randn(4, 3, 6, 6, generator=gen, dtype=F64)
+    w = torch.randn(2, 3, 3, 3, generator=gen, dtype=F64)
+    patch = lambda t: torch.nn.functional.conv2d(t, w, stride=2).square()  # noqa: E731  (B, 2, 2, 2)
+    summed = lambda t: patch(t).flatten(1).sum(1)  # noqa: E731
+    assert patch(x).shape == (4, 2, 2, 2)
+    assert_close(L.r1_penalty(patch, x), L.r1_penalty(summed, x), F64, 0, "R1, patch critic")
+    assert_close(L.gradient_penalty(patch, x, y, generator=seeded()),
+                 L.gradient_penalty(summed, x, y, generator=seeded()), F64, 0, "WGAN-GP, patch critic")
 
 
 def test_r1_r2_linear_critic_closed_form(gen):
@@ -375,8 +389,8 @@ def test_penalty_argument_errors():
         L.gradient_penalty(critic, x, None)
     with pytest.raises(TypeError, match="real must be a floating-point"):
         L.r1_penalty(critic, torch.ones(3, 4, dtype=torch.int64))
-    with pytest.raises(ValueError, match=r"critic output must have shape \(3,\) or \(3, 1\).*\(3, 4\)"):
-        L.gradient_penalty(lambda x: x, x, x)
+    with pytest.raises(ValueError, match=r"critic output must have shape \(3, \.\.\.\).*\(2, 4\)"):
+        L.gradient_penalty(lambda x: x[:2], x, x)
     with pytest.raises(ValueError, match=r"r2_penalty: critic output"):
         L.r2_penalty(lambda x: x.sum(), x)
     with pytest.raises(TypeError, match="critic must be callable"):
