@@ -11,6 +11,11 @@ Every file's header is read once at load (Pillow, no pixel decode) so an
 unreadable file, mixed channel counts or mixed sizes are reported before
 training starts, not some minutes into it.  Small folders are then decoded
 into memory; large ones are decoded image by image in ``__getitem__``.
+
+The other folder layouts (:mod:`.paired`, :mod:`.unpaired`, :mod:`.frames`,
+:mod:`.captions`) share this module's listing, probing and decoding:
+:func:`list_images`, :func:`uniform_channels` / :func:`uniform_hw`,
+:func:`decide_eager` and :class:`ImageFiles`.
 """
 
 from __future__ import annotations
@@ -53,7 +58,8 @@ def mode_channels(mode: str) -> int:
     return _MODE_CHANNELS.get(mode, 3)
 
 
-def _is_image(name: str) -> bool:
+def is_image_name(name: str) -> bool:
+    """Whether a file name is a visible image (one of :data:`IMAGE_EXTENSIONS`, any case)."""
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
@@ -70,7 +76,7 @@ def _walk(folder: str, seen: set) -> List[str]:
                 continue
             if entry.is_dir():
                 subdirs.append(entry.path)
-            elif entry.is_file() and _is_image(entry.name):
+            elif entry.is_file() and is_image_name(entry.name):
                 files.append(entry.path)
     out = sorted(files)
     for d in sorted(subdirs):
@@ -78,15 +84,21 @@ def _walk(folder: str, seen: set) -> List[str]:
     return out
 
 
+def require_folder(path: str) -> str:
+    """``path`` if it is a folder; FileNotFoundError if it does not exist, NotADirectoryError if it is a file."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such folder: {path}")
+    if not os.path.isdir(path):
+        raise NotADirectoryError(f"not a folder: {path}")
+    return path
+
+
 def scan_folder(root: str) -> Tuple[List[str], Optional[List[int]], Optional[List[str]]]:
     """``(files, labels, classes)`` for an image folder; labels and classes are ``None`` when it is flat.
 
     Sub-folders without any image are not classes.
     """
-    if not os.path.exists(root):
-        raise FileNotFoundError(f"no such folder: {root}")
-    if not os.path.isdir(root):
-        raise NotADirectoryError(f"not a folder: {root}")
+    require_folder(root)
     seen: set = set()
     top, per_class = [], {}
     with os.scandir(root) as it:
@@ -99,7 +111,7 @@ def scan_folder(root: str) -> Tuple[List[str], Optional[List[int]], Optional[Lis
             found = _walk(entry.path, seen)
             if found:
                 per_class[entry.name] = found
-        elif entry.is_file() and _is_image(entry.name):
+        elif entry.is_file() and is_image_name(entry.name):
             top.append(entry.path)
     if not top and not per_class:
         raise ValueError(f"no images found in folder {root} (looked for {', '.join(IMAGE_EXTENSIONS)}, recursively)")
@@ -147,6 +159,115 @@ def decode_image(path: str, channels: int, image_size: Optional[int] = None) -> 
     return resize_square(uint8_to_float(t)[None], image_size)[0]
 
 
+def list_images(folder: str, recursive: bool = True) -> List[str]:
+    """Image files under ``folder`` (at any depth, or directly inside it), sorted; ``[]`` when there are none.
+
+    Hidden names are skipped.  Raises FileNotFoundError or NotADirectoryError from :func:`require_folder`.
+    """
+    if recursive:
+        return _walk(require_folder(folder), set())
+    with os.scandir(require_folder(folder)) as it:
+        return sorted(e.path for e in it if e.is_file() and is_image_name(e.name))
+
+
+def sub_folders(folder: str) -> List[str]:
+    """Names of the visible sub-folders of ``folder``, sorted."""
+    with os.scandir(folder) as it:
+        return sorted(e.name for e in it if e.is_dir() and not e.name.startswith("."))
+
+
+def common_value(root: str, files: Sequence[str], values: Sequence, shown: Sequence[str], what: str, fix: str):
+    """The value every image shares, or a ValueError naming the first file and one that differs."""
+    for f, v, s in zip(files, values, shown):
+        if v != values[0]:
+            raise ValueError(f"images in {root} have different {what}: {files[0]} has {shown[0]}, {f} has {s}; {fix}")
+    return values[0]
+
+
+def uniform_channels(root: str, files: Sequence[str], probes: Sequence[tuple], channels: Optional[int]) -> int:
+    """``channels`` if given, else the channel count every probed image shares (ValueError naming two that differ)."""
+    if channels is not None:
+        return channels
+    return common_value(root, files, [p[0] for p in probes], [f"{p[0]} channel(s) (mode {p[2]})" for p in probes],
+                        "channel counts", "pass channels=1, 3 or 4 to convert every image")
+
+
+def uniform_hw(root: str, files: Sequence[str], probes: Sequence[tuple], size: Optional[int]) -> Tuple[int, int]:
+    """``(size, size)`` if given, else the ``(H, W)`` every probed image shares (ValueError naming two that differ).
+
+    A probe is ``(channels, (H, W), mode)`` as :func:`probe_image` returns it.
+    """
+    if size is not None:
+        return size, size
+    return common_value(root, files, [p[1] for p in probes], [f"{p[1][1]}x{p[1][0]} pixels (WxH)" for p in probes],
+                        "sizes", "pass image_size= to resize them all (shorter side scaled, then centre-cropped)")
+
+
+def decide_eager(eager: Optional[bool], num_images: int, nbytes: int) -> bool:
+    """Whether to decode into memory at load: ``eager`` if given, else by count and uint8 bytes at the output size."""
+    if eager is None:
+        return num_images <= EAGER_MAX_IMAGES and nbytes < EAGER_MAX_BYTES
+    return bool(eager)
+
+
+class ImageFiles:
+    """Image files decoded to one shape, float32 in [-1, 1]: in memory after :meth:`load`, else file by file.
+
+    Args:
+        files: the image paths (item ``i`` is ``files[i]``).
+        channels: output channels (1, 3 or 4).
+        image_size: ``None`` keeps each image's size (the caller checked they agree), else
+            shorter side scaled to it and centre-cropped.
+        out_hw: the ``(H, W)`` of one output image (of one half when ``halves``).
+        halves: split each image at the middle of its width (pix2pix's side-by-side ``AB``
+            files): an item is then ``(2, C, H, W)``, left half first.
+
+    Holds paths only until :meth:`load`, so a lazy dataset pickles cheaply into workers.
+    """
+
+    def __init__(self, files: Sequence[str], channels: int, image_size: Optional[int], out_hw: Tuple[int, int],
+                 halves: bool = False):
+        self.files = list(files)
+        self.channels = channels
+        self.image_size = image_size
+        self.halves = halves
+        self.item_shape = ((2,) if halves else ()) + (channels, *out_hw)
+        self.memory: Optional[torch.Tensor] = None
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of all items as uint8 (what :func:`decide_eager` weighs)."""
+        return len(self.files) * int(np.prod(self.item_shape))
+
+    def decode(self, i: int) -> torch.Tensor:
+        """Item ``i`` decoded from its file: float32 ``item_shape``."""
+        if not self.halves:
+            return decode_image(self.files[i], self.channels, self.image_size)
+        x = decode_image(self.files[i], self.channels, None)
+        w = x.shape[-1] // 2
+        return resize_square(torch.stack([x[..., :w], x[..., w:]]), self.image_size)
+
+    def load(self) -> "ImageFiles":
+        """Decode every file into one float32 tensor ``(N, *item_shape)``; returns ``self``."""
+        memory = torch.empty((len(self.files), *self.item_shape), dtype=torch.float32)
+        for i in range(len(self.files)):
+            memory[i] = self.decode(i)
+        self.memory = memory
+        return self
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.memory[i] if self.memory is not None else self.decode(int(i))
+
+    def take(self, indices: torch.Tensor) -> torch.Tensor:
+        """Items at ``indices`` (int64 ``(B,)``) as ``(B, *item_shape)``."""
+        if self.memory is not None:
+            return self.memory[indices]
+        return torch.stack([self.decode(i) for i in indices.tolist()])
+
+
 class LazyImageFolder(GANDataset):
     """An image folder decoded file by file in ``__getitem__`` (``tensors`` is ``None``).
 
@@ -158,27 +279,17 @@ class LazyImageFolder(GANDataset):
                  image_size: Optional[int]):
         self._set_meta(name, "image", (channels, *out_hw), classes)
         self.tensors = None
-        self.files = list(files)
+        self.images = ImageFiles(files, channels, image_size, out_hw)
+        self.files = self.images.files
         self.labels = labels
-        self._channels = channels
-        self._image_size = image_size
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, index):
         index = int(index)
-        x = decode_image(self.files[index], self._channels, self._image_size)
         y = self.labels[index] if self.labels is not None else torch.tensor(-1, dtype=torch.int64)
-        return x, y
-
-
-def _common(root: str, files: Sequence[str], values: Sequence, shown: Sequence[str], what: str, fix: str):
-    """The value every image shares, or a ValueError naming the first file and one that differs."""
-    for f, v, s in zip(files, values, shown):
-        if v != values[0]:
-            raise ValueError(f"images in {root} have different {what}: {files[0]} has {shown[0]}, {f} has {s}; {fix}")
-    return values[0]
+        return self.images.decode(index), y
 
 
 def load_image_folder(root, *, image_size: Optional[int] = None, channels: Optional[int] = None,
@@ -206,22 +317,11 @@ def load_image_folder(root, *, image_size: Optional[int] = None, channels: Optio
         labels = [labels[i] for i in keep.tolist()] if labels is not None else None
 
     probes = [probe_image(f) for f in files]
-    if channels is None:
-        channels = _common(root, files, [p[0] for p in probes], [f"{p[0]} channel(s) (mode {p[2]})" for p in probes],
-                           "channel counts", "pass channels=1, 3 or 4 to convert every image")
-    if size is None:
-        out_hw = _common(root, files, [p[1] for p in probes], [f"{p[1][1]}x{p[1][0]} pixels (WxH)" for p in probes],
-                         "sizes", "pass image_size= to resize them all (shorter side scaled, then centre-cropped)")
-    else:
-        out_hw = (size, size)
+    channels = uniform_channels(root, files, probes, channels)
+    out_hw = uniform_hw(root, files, probes, size)
 
     y = torch.tensor(labels, dtype=torch.int64) if labels is not None else None
-    nbytes = len(files) * channels * out_hw[0] * out_hw[1]
-    if eager is None:
-        eager = len(files) <= EAGER_MAX_IMAGES and nbytes < EAGER_MAX_BYTES
-    if not eager:
+    if not decide_eager(eager, len(files), len(files) * channels * out_hw[0] * out_hw[1]):
         return LazyImageFolder(root, files, y, classes, channels, out_hw, size)
-    x = torch.empty((len(files), channels, *out_hw), dtype=torch.float32)
-    for i, f in enumerate(files):
-        x[i] = decode_image(f, channels, size)
+    x = ImageFiles(files, channels, size, out_hw).load().memory
     return GANDataset(root, x, y, classes=classes)
