@@ -46,6 +46,7 @@ def unfuse(module: nn.Module) -> nn.Module:
 
 class _Amp(StepContext):
     def __init__(self, device: torch.device, amp: str) -> None:
+        super().__init__()
         self.device, self.amp = device, amp
 
     def autocast(self):
@@ -99,8 +100,8 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     fused = build("dcgan", sample_shape=(a.channels, a.size, a.size)).to(device)
     plain = copy.deepcopy(fused)
-    plain.generator = unfuse(fused.generator)
-    plain.discriminator = unfuse(fused.discriminator)
+    plain.G = unfuse(fused.G)
+    plain.D = unfuse(fused.D)
     n_fused = sum(isinstance(m, (ganfast.nn.ConvBNLeakyReLU2d, ganfast.nn.ConvTransposeBNReLU2d))
                   for m in fused.modules())
     assert n_fused > 0 and not any(isinstance(m, (ganfast.nn.ConvBNLeakyReLU2d, ganfast.nn.ConvTransposeBNReLU2d))

@@ -225,8 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
     train_command.add_sample_arguments(p)
     p.set_defaults(func=train_command.run_sample)
 
-    p = sub.add_parser("list", help="the models, datasets and losses ganfast knows")
-    p.add_argument("what", nargs="?", choices=["models", "datasets", "losses"], default=None)
+    p = sub.add_parser("list", help="the methods (by family, with their papers), networks, datasets, batch "
+                                    "layouts and losses ganfast knows")
+    p.add_argument("what", nargs="?", choices=["models", "networks", "datasets", "losses"], default=None)
+    p.add_argument("--options", action="store_true", help="with models: every method's options, defaults "
+                                                          "and their sources")
     p.set_defaults(func=train_command.run_list)
     return parser
 

@@ -7,8 +7,8 @@ import torch
 
 import ganfast
 from ganfast.data import GANDataset
-from ganfast.models import COMMON_DEFAULTS, StepContext, build, describe, names
-from ganfast.models.variants import Unrolled
+from ganfast.data import Batch
+from ganfast.models import AdversarialOptions, StepContext, build, describe, names
 
 ALL = ["gan", "dcgan", "cgan", "acgan", "infogan", "wgan", "wgan-gp", "lsgan", "sngan", "sagan", "unrolled"]
 
@@ -54,20 +54,21 @@ def test_every_method_trains_on_tiny_images(name, backend):
     ds = tiny_images()
     model = build(name, dataset=ds, **small(name, ds))
     opts = model.make_optimizers()
-    before = {k: v.detach().clone() for k, v in model.generator.state_dict().items()}
+    before = {k: v.detach().clone() for k, v in model.G.state_dict().items()}
     with ganfast.use_backend(backend):
         for _ in range(2):
             logs = model.train_step(batches(ds), opts, StepContext())
     assert logs and all(math.isfinite(float(v)) for v in logs.values()), logs
     assert "d_loss" in logs and "g_loss" in logs
-    changed = [k for k, v in model.generator.state_dict().items() if v.dtype.is_floating_point
+    changed = [k for k, v in model.G.state_dict().items() if v.dtype.is_floating_point
                and not torch.equal(v, before[k])]
     assert changed, "the generator's parameters did not move"
     with torch.no_grad():
         z = model.sample_latent(5)
         y = model.sample_labels(5)
         x = model.generate(z, y)
-    assert x.shape == (5, *ds.sample_shape)
+        x2 = model.sample(5)
+    assert x.shape == (5, *ds.sample_shape) and x2.shape == x.shape
     if model.kind == "image":
         assert x.abs().max() <= 1.0  # tanh output
 
@@ -87,22 +88,22 @@ def test_paper_defaults():
     img = tiny_images(side=16)
     dc = build("dcgan", dataset=img)
     assert dc.config["lr_g"] == 2e-4 and dc.config["betas"] == [0.5, 0.999]
-    assert isinstance(dc.generator.blocks[0], ganfast.nn.ConvTransposeBNReLU2d) or any(
-        isinstance(m, ganfast.nn.ConvTransposeBNReLU2d) for m in dc.generator.modules())
-    assert any(isinstance(m, ganfast.nn.ConvBNLeakyReLU2d) for m in dc.discriminator.modules())
+    assert isinstance(dc.G.blocks[0], ganfast.nn.ConvTransposeBNReLU2d) or any(
+        isinstance(m, ganfast.nn.ConvTransposeBNReLU2d) for m in dc.G.modules())
+    assert any(isinstance(m, ganfast.nn.ConvBNLeakyReLU2d) for m in dc.D.modules())
     w = build("wgan", dataset=img)
-    assert w.config["clip_d"] == 0.01 and w.n_critic == 5 and isinstance(w.make_optimizers()["d"], torch.optim.RMSprop)
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in w.discriminator.modules())
+    assert w.config["clip_d"] == 0.01 and w.n_critic == 5 and isinstance(w.make_optimizers()["D"], torch.optim.RMSprop)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in w.D.modules())
     gp = build("wgan-gp", dataset=tiny_points())
     assert gp.config["gradient_penalty"] == 10.0 and gp.config["betas"] == [0.0, 0.9] and gp.config["lr_d"] == 1e-4
     assert gp.config["hidden"] == [512, 512, 512]
     sn = build("sngan", dataset=img)
-    assert sn.loss == "hinge" and any("parametrizations" in k for k in sn.discriminator.state_dict())
+    assert sn.loss == "hinge" and any("parametrizations" in k for k in sn.D.state_dict())
     sa = build("sagan", dataset=img)
     assert sa.config["lr_g"] == 1e-4 and sa.config["lr_d"] == 4e-4  # TTUR
-    assert any(isinstance(m, ganfast.nn.SelfAttention2d) for m in sa.generator.modules())
-    assert any(isinstance(m, ganfast.nn.SelfAttention2d) for m in sa.discriminator.modules())
-    assert any("parametrizations" in k for k in sa.generator.state_dict())
+    assert any(isinstance(m, ganfast.nn.SelfAttention2d) for m in sa.G.modules())
+    assert any(isinstance(m, ganfast.nn.SelfAttention2d) for m in sa.D.modules())
+    assert any("parametrizations" in k for k in sa.G.state_dict())
     assert build("lsgan", dataset=img).loss == "least-squares"
     un = build("unrolled", dataset=tiny_points(), unroll_steps=3)
     assert un.config["unroll_steps"] == 3
@@ -114,7 +115,7 @@ def test_wgan_clips_the_critic():
     ds = tiny_images()
     model = build("wgan", dataset=ds, **small("wgan", ds), lr_d=0.5)
     model.train_step(batches(ds), model.make_optimizers(), StepContext())
-    for p in model.discriminator.parameters():
+    for p in model.D.parameters():
         assert p.abs().max() <= 0.01 + 1e-7
 
 
@@ -128,8 +129,10 @@ def test_unrolled_gradient_flows_through_the_unroll():
         opts = m.make_optimizers()
         torch.manual_seed(4)
         x = ds.tensors[0][:16]
-        loss, _ = m.generator_step_loss(x, None, StepContext(), opts)
-        grads = torch.autograd.grad(loss, list(m.generator.parameters()))
+        ctx = StepContext()
+        ctx.optimizers = opts
+        loss, _ = m.g_phase(Batch(image=x), ctx)
+        grads = torch.autograd.grad(loss, list(m.G.parameters()))
         return torch.cat([g.reshape(-1) for g in grads])
 
     full, first, none = g_grad(unroll_steps=3), g_grad(unroll_steps=3, unroll_grad=False), g_grad(unroll_steps=0)
@@ -146,12 +149,14 @@ def test_unrolled_first_order_equals_a_copy_trained_by_adam():
     opts = m.make_optimizers(fused=False)
     x = ds.tensors[0][:16]
     torch.manual_seed(6)
-    loss, _ = m.generator_step_loss(x, None, StepContext(), opts)
+    ctx = StepContext()
+    ctx.optimizers = opts
+    loss, _ = m.g_phase(Batch(image=x), ctx)
     # the same by hand: copy D, take 2 Adam steps on the same fake batch, then G's loss
     torch.manual_seed(6)
     z = m.sample_latent(16)
     fake = m.generate(z).detach()
-    d = copy.deepcopy(m.discriminator)
+    d = copy.deepcopy(m.D)
     opt = torch.optim.Adam(d.parameters(), lr=m.config["lr_d"], betas=tuple(m.config["betas"]))
     for _ in range(2):
         opt.zero_grad()
@@ -167,14 +172,14 @@ def test_infogan_codes_and_q_head():
     z = m.sample_latent(6)
     assert z.shape == (6, 5 + 3 + 2)
     assert torch.all(z[:, 5:8].sum(1) == 1) and z[:, 8:].abs().max() <= 1
-    assert any(p is q for p in m.make_optimizers()["d"].param_groups[0]["params"] for q in m.q_head.parameters())
+    assert any(p is q for p in m.make_optimizers()["D"].param_groups[0]["params"] for q in m.Q.parameters())
 
 
 def test_acgan_classifier_in_d_optimiser():
     ds = tiny_images()
     m = build("acgan", dataset=ds, **small("acgan", ds))
-    d_params = {id(p) for g in m.make_optimizers()["d"].param_groups for p in g["params"]}
-    assert all(id(p) in d_params for p in m.classifier.parameters())
+    d_params = {id(p) for g in m.make_optimizers()["D"].param_groups for p in g["params"]}
+    assert all(id(p) in d_params for p in m.C.parameters())
 
 
 @pytest.mark.parametrize("option", [
@@ -193,7 +198,7 @@ def test_tricks_as_options(option):
     if "feature_matching" in option:
         assert "feature_matching" in logs
     if option.get("historical_averaging"):
-        assert model.extra_state_dict()["historical_averaging"]["g"]["count"] >= 2
+        assert model.extra_state_dict()["historical_averaging"]["G"]["count"] >= 2
 
 
 def test_rebuild_from_config_gives_the_same_networks():
@@ -243,5 +248,6 @@ def test_conditional_model_needs_labels():
 
 
 def test_common_defaults_are_all_options():
+    import dataclasses
     m = build("dcgan", dataset=tiny_images(), width=4)
-    assert set(COMMON_DEFAULTS) <= set(m.config)
+    assert {f.name for f in dataclasses.fields(AdversarialOptions)} <= set(m.config)

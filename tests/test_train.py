@@ -60,8 +60,8 @@ def test_fit_writes_its_files(tmp_path):
     ck = sorted(os.listdir(tmp_path / "checkpoints"))
     assert "ckpt-00000003.pt" in ck and "ckpt-00000004.pt" in ck
     state = load_checkpoint(summary["checkpoint"])  # weights_only: no arbitrary pickle
-    assert state["step"] == 4 and set(state["optimizers"]) == {"d", "g"}
-    assert state["ema"]["num_updates"] == 4 and len(state["rng"]) == 1
+    assert state["step"] == 4 and set(state["optimizers"]) == {"D", "G"}
+    assert state["ema"]["G"]["num_updates"] == 4 and len(state["rng"]) == 1
 
 
 def _run_split(tmp, case, total, split):
@@ -99,8 +99,8 @@ def test_checkpoint_rebuilds_the_model(tmp_path):
     summary = t.fit()
     state = load_checkpoint(summary["checkpoint"])
     m = model_from_checkpoint(state)
-    z = t.grid_z[:5]
-    torch.testing.assert_close(m.eval().generate(z), t.sample(z))  # the EMA generator, in eval mode
+    z = t.grid_inputs["latent"][:5]
+    torch.testing.assert_close(m.eval().generate(z), t.sample(latent=z))  # the EMA generator, in eval mode
 
 
 def test_bad_configs(tmp_path):
@@ -121,7 +121,7 @@ def test_bad_configs(tmp_path):
 def test_divergence_is_reported(tmp_path):
     t = trainer(tmp_path, "wgan-gp", 3)
     with torch.no_grad():
-        t.model.generator.output.weight.fill_(float("nan"))
+        t.model.G.output.weight.fill_(float("nan"))
     with pytest.raises(FloatingPointError, match="diverged"):
         t.fit()
 
@@ -131,14 +131,14 @@ def test_sharded_batches_are_disjoint_deterministic_and_resumable():
     r0 = ShardedBatches(ds, 4, rank=0, world_size=2, seed=1)
     r1 = ShardedBatches(ds, 4, rank=1, world_size=2, seed=1)
     assert r0.batches_per_epoch == 6
-    x0 = torch.cat([r0()[0] for _ in range(6)])
-    x1 = torch.cat([r1()[0] for _ in range(6)])
+    x0 = torch.cat([r0().image for _ in range(6)])
+    x1 = torch.cat([r1().image for _ in range(6)])
     rows = {tuple(r.tolist()) for r in torch.cat([x0, x1])}
     assert len(rows) == 48  # no sample on both ranks, 50 - 2 (ragged tail) seen
     again = ShardedBatches(ds, 4, rank=0, world_size=2, seed=1)
     again.load_state_dict({"epoch": 0, "position": 4, "seed": 1})
-    torch.testing.assert_close(again()[0], x0[16:20])
-    epoch1 = torch.cat([r0()[0] for _ in range(6)])
+    torch.testing.assert_close(again().image, x0[16:20])
+    epoch1 = torch.cat([r0().image for _ in range(6)])
     assert not torch.equal(epoch1, x0) and r0.epoch == 1  # a new order each epoch
 
 
@@ -164,6 +164,23 @@ def test_cli_list():
     out = ganfast("list").stdout
     for word in ("dcgan", "wgan-gp", "unrolled", "ring8", "grid25", "digits", "hinge", "least-squares", "r1"):
         assert word in out
+    # families, papers, network families, datasets with their batch fields, batch layouts
+    for word in ("foundational", "mode collapse", "arXiv:1511.06434", "network families", "fashion-mnist",
+                 "[image, label]", "unpaired", "captions"):
+        assert word in out, word
+    opts = ganfast("list", "models", "--options").stdout
+    assert "options of dcgan" in opts and "Radford et al. 2015, sec. 4" in opts
+
+
+def test_cli_trains_dcgan_on_packaged_fashion_mnist(tmp_path):
+    out = tmp_path / "run"
+    ganfast("train", "--data", "fashion-mnist", "--split", "test", "--num-samples", 64, "--steps", 2,
+            "--batch-size", 8, "-o", "width=4", "--out", out, "--no-progress")
+    state = load_checkpoint(str(out / "checkpoints" / "ckpt-00000002.pt"))
+    assert state["config"]["train"]["data"] == "fashion-mnist" and state["config"]["train"]["split"] == "test"
+    assert state["config"]["model"]["sample_shape"] == [1, 32, 32]  # 28x28 served at DCGAN's 32x32
+    bad = ganfast("train", "--data", "digits", "--split", "test", "--steps", 1, "--out", tmp_path / "x", check=False)
+    assert bad.returncode != 0 and "split" in bad.stderr
 
 
 def test_cli_train_sample_points(tmp_path):
@@ -257,7 +274,7 @@ def test_wgan_gp_covers_every_ring8_mode(tmp_path):
                             sample_every=10_000, checkpoint_every=10_000))
     t.fit()
     g = torch.Generator().manual_seed(0)
-    cov = mode_coverage(t.sample(t.model.sample_latent(2500, generator=g)), "ring8")
+    cov = mode_coverage(t.sample(latent=t.model.sample_latent(2500, generator=g)), "ring8")
     assert cov.modes_covered == 8, str(cov)
     # 2500 steps (a third of the default run, to fit CI) already concentrate the samples: about 40%
     # lie within 3 std of a mode at seed 0 (a ring-shaped spread would put a few % there)
@@ -279,7 +296,7 @@ def test_recommended_settings_and_linear_schedule(tmp_path):
     step = t.model.train_step
 
     def spy(*a, **k):
-        seen.append(t.optimizers["g"].param_groups[0]["lr"])
+        seen.append(t.optimizers["G"].param_groups[0]["lr"])
         return step(*a, **k)
     t.model.train_step = spy
     t.fit()

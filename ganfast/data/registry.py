@@ -32,15 +32,16 @@ class _Builtin(NamedTuple):
     loader: Callable[..., BatchDataset]
     layout: str  # "points" or "images"
     takes: Tuple[str, ...] = ()  # the _EXTRA_OPTIONS it accepts
+    labelled: bool = False
 
 
 #: built-in name -> what it is, its loader (taking load()'s keyword options), its layout
 _BUILTINS: Dict[str, _Builtin] = {
     **{name: _Builtin(m.description, functools.partial(load_mixture, name), "points") for name, m in MIXTURES.items()},
-    "digits": _Builtin(_digits.DESCRIPTION, _digits.load_digits, "images"),
+    "digits": _Builtin(_digits.DESCRIPTION, _digits.load_digits, "images", labelled=True),
     "fashion-mnist": _Builtin(_packaged.DESCRIPTIONS["fashion-mnist"], _packaged.load_fashion_mnist, "images",
-                              ("split",)),
-    "mnist5k": _Builtin(_packaged.DESCRIPTIONS["mnist5k"], _packaged.load_mnist5k, "images"),
+                              ("split",), labelled=True),
+    "mnist5k": _Builtin(_packaged.DESCRIPTIONS["mnist5k"], _packaged.load_mnist5k, "images", labelled=True),
     "lfw-faces": _Builtin(_packaged.DESCRIPTIONS["lfw-faces"], _packaged.load_lfw_faces, "images"),
     **{name: _Builtin(_packaged.DESCRIPTIONS[name], functools.partial(_packaged.load_photo, name), "images")
        for name in _packaged.PHOTOS},
@@ -67,6 +68,17 @@ class UnknownDataset(FileNotFoundError, ValueError):
 def names() -> List[str]:
     """Names of the built-in datasets."""
     return list(_BUILTINS)
+
+
+def batch_fields(name: str) -> Tuple[str, ...]:
+    """The batch fields built-in dataset ``name`` fills, without loading it (``ganfast list``).
+
+    Raises:
+        ValueError: ``name`` is not a built-in.
+    """
+    if name not in _BUILTINS:
+        raise ValueError(f"unknown built-in dataset {name!r}; choices: {', '.join(_BUILTINS)}")
+    return ("image", "label") if _BUILTINS[name].labelled else ("image",)
 
 
 def layouts() -> List[Tuple[str, str]]:

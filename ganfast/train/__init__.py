@@ -4,6 +4,8 @@
 ``ganfast train --model wgan-gp --data ring8`` runs.
 """
 
-from .trainer import TrainConfig, Trainer, check_checkpoint, model_from_checkpoint, recommended
+from .evaluate import Evaluator
+from .trainer import TrainConfig, Trainer, check_checkpoint, model_from_checkpoint, recommended, upgrade_checkpoint
 
-__all__ = ["TrainConfig", "Trainer", "check_checkpoint", "model_from_checkpoint", "recommended"]
+__all__ = ["Evaluator", "TrainConfig", "Trainer", "check_checkpoint", "model_from_checkpoint", "recommended",
+           "upgrade_checkpoint"]

@@ -11,7 +11,8 @@ from typing import Any, Dict, List, Optional
 # Options that may change when a run is resumed (how long, how often, where it runs);
 # everything else defines the experiment and must match the checkpoint.
 _RESUMABLE = {"steps", "sample_every", "checkpoint_every", "log_every", "keep", "progress", "tensorboard",
-              "num_workers", "threads", "device", "backend", "out"}
+              "num_workers", "threads", "device", "backend", "out", "eval_every", "eval_metrics", "eval_samples",
+              "eval_features", "best_metric"}
 
 
 def _option(text: str) -> tuple:
@@ -29,7 +30,11 @@ def _option(text: str) -> tuple:
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     a = p.add_argument
     a("--model", default=None, help="GAN method (see `ganfast list`); default dcgan")
-    a("--data", default=None, help="ring8, grid25, digits, an image folder, or a .npy/.npz file; default digits")
+    a("--data", default=None, help="a built-in dataset (`ganfast list datasets`), a folder, or a .npy/.npz file; "
+                                   "default digits")
+    a("--split", default=None, help="dataset split: train or test (fashion-mnist), or a folder's train/val/test")
+    a("--data-layout", default=None, choices=["images", "paired", "unpaired", "frames", "captions"],
+      help="how a folder is read (default: the method's, else detected)")
     a("--steps", type=int, default=None, help="generator steps (default: the model's recommendation for the data)")
     a("--batch-size", type=int, default=None, help="per process (default 64 for images, 256 for points)")
     a("--out", default=None, help="run directory (default runs/<model>-<data>)")
@@ -59,14 +64,29 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     a("--n-critic", type=int, default=None, help="discriminator steps per generator step")
     a("--lr-g", type=float, default=None)
     a("--lr-d", type=float, default=None)
+    a("--eval-every", type=int, default=None,
+      help="evaluate every N steps on the EMA networks: FID and KID (images), mode coverage (ring8/grid25)")
+    a("--eval-metrics", type=_metric_list, default=None, metavar="M[,M]",
+      help="comma-separated: fid, kid, coverage (default: coverage on 2-D mixtures, fid,kid on images)")
+    a("--eval-samples", type=int, default=None, help="samples per evaluation (default 2500 points, 5000 images)")
+    a("--eval-features", default=None, metavar="FILE",
+      help="FID/KID features: a TorchScript module (images in [0, 1] -> (N, d)) or the Inception weights file "
+           "pt_inception-2015-12-05-6726825d.pth (default: $GANFAST_INCEPTION_WEIGHTS)")
+    a("--best-metric", default=None, help="keep checkpoints/best.pt by this column (fid, kid, modes_covered, "
+                                          "high_quality; default: the first evaluated)")
     a("-o", "--option", dest="options", action="append", type=_option, default=[], metavar="KEY=VALUE",
       help="any model option (JSON values), e.g. -o gradient_penalty=10 -o hidden=[256,256]; repeatable")
+
+
+def _metric_list(text: str) -> list:
+    return [m.strip() for m in text.split(",") if m.strip()]
 
 
 _SHORTHANDS = {"loss": "loss", "n_critic": "n_critic", "lr_g": "lr_g", "lr_d": "lr_d"}
 _TRAIN_FIELDS = ("model", "data", "steps", "batch_size", "out", "amp", "backend", "device", "seed", "image_size",
                  "num_samples", "ema_decay", "sample_every", "checkpoint_every", "log_every", "keep", "grid_size",
-                 "metrics_format", "tensorboard", "num_workers", "progress", "threads", "lr_schedule")
+                 "metrics_format", "tensorboard", "num_workers", "progress", "threads", "lr_schedule", "split",
+                 "data_layout", "eval_every", "eval_metrics", "eval_samples", "eval_features", "best_metric")
 
 
 def _explicit(args: argparse.Namespace) -> Dict[str, Any]:
@@ -121,6 +141,8 @@ def run_train(args: argparse.Namespace) -> int:
     if trainer.dist.is_main:
         print(f"ganfast train: {trainer.model.name} on {trainer.dataset!r}, {trainer.steps} steps of batch "
               f"{trainer.batch_size} on {trainer.device}, writing to {trainer.out}", file=sys.stderr)
+        print("ganfast train: networks " + "; ".join(trainer.model.describe_networks().splitlines()),
+              file=sys.stderr)
     summary = trainer.fit()
     if trainer.dist.is_main:
         last = summary["last"]
@@ -169,26 +191,31 @@ def run_sample(args: argparse.Namespace) -> int:
     model = model_from_checkpoint(state, ema=not args.no_ema)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device).eval()
-    k = model.generator_classes()
+    conditions = {}
     if args.label is not None:
-        if k == 0:
+        if "label" not in model.sample_conditions:
             print(f"ganfast sample: model {model.name!r} is not conditional: it takes no --label", file=sys.stderr)
             return 2
         if not 0 <= args.label < model.num_classes:
             print(f"ganfast sample: --label must be in [0, {model.num_classes}); got {args.label}", file=sys.stderr)
             return 2
+        conditions["label"] = args.label
     g = torch.Generator()
     g.manual_seed(args.seed)
     chunks = []
     with torch.no_grad():
         for start in range(0, args.n, args.batch_size):
             n = min(args.batch_size, args.n - start)
-            z = model.sample_latent(n, generator=g).to(device)
-            y = None
-            if k > 0:
-                y = (torch.full((n,), args.label) if args.label is not None
-                     else torch.arange(start, start + n) % model.num_classes).to(device)
-            chunks.append(model.generate(z, y).float().cpu())
+            inputs = model.sample_inputs(n, generator=g)
+            if "label" in inputs and "label" not in conditions:  # classes 0..K-1 in turn across the chunks
+                inputs["label"] = torch.arange(start, start + n) % model.num_classes
+            inputs.update(conditions)
+            inputs = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in inputs.items()}
+            try:
+                chunks.append(model.sample(**inputs).float().cpu())
+            except ValueError as err:
+                print(f"ganfast sample: {err}", file=sys.stderr)
+                return 2
     x = torch.cat(chunks)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     if ext == ".npy":
@@ -197,17 +224,18 @@ def run_sample(args: argparse.Namespace) -> int:
         os.replace(tmp, args.out)
     else:
         from .grid import save_image_grid, save_points_png
-        if model.kind == "image":
-            nrow = model.num_classes if (k > 0 and args.label is None and model.num_classes >= 8) else None
+        if x.dim() == 4:
+            nrow = model.grid_nrow(inputs) if args.label is None else None
             save_image_grid(x[:, :3], args.out, nrow=nrow)
-        elif x.shape[1] == 2:
+        elif x.dim() == 2 and x.shape[1] == 2:
             save_points_png(x, args.out, reference=_modes(state))
         else:
-            print(f"ganfast sample: {x.shape[1]}-d points have no picture; write a .npy instead", file=sys.stderr)
+            print(f"ganfast sample: samples of shape {tuple(x.shape[1:])} have no picture; write a .npy instead",
+                  file=sys.stderr)
             return 2
     print(f"ganfast sample: wrote {args.n} samples to {args.out}")
     data = state["config"]["train"].get("data")
-    if model.kind == "points" and data in ("ring8", "grid25") and x.shape[1] == 2:
+    if x.dim() == 2 and data in ("ring8", "grid25") and x.shape[1] == 2:
         from ..metrics import mode_coverage
         print(f"ganfast sample: {data}: {mode_coverage(x, data)}")
     return 0
@@ -227,18 +255,42 @@ def _modes(state: Dict[str, Any]):
 def run_list(args: argparse.Namespace) -> int:
     from .. import data as gd
     from .. import losses as L
-    from ..models import describe
+    from ..models import families
+    from ..models.nets import FAMILIES
 
     def table(title: str, rows: List[tuple]) -> None:
         print(title)
-        width = max(len(n) for n, _ in rows)
-        for n, d in rows:
-            print(f"  {n:<{width}}  {d}")
+        width = max(len(r[0]) for r in rows)
+        for name, *rest in rows:
+            print(f"  {name:<{width}}  {rest[0]}")
+            for extra in rest[1:]:
+                print(f"  {'':<{width}}  {extra}")
     what = args.what
     if what in (None, "models"):
-        table("models (--model)", describe())
+        print("methods (--model), by family")
+        for family, classes in families():
+            table(f" {family}", [(c.name, c.summary, c.paper) for c in classes])
+        if getattr(args, "options", False):
+            _print_options()
+    if what in (None, "networks"):
+        table("network families (ganfast.models.nets)", [(k, desc) for k, (_, desc) in FAMILIES.items()])
     if what in (None, "datasets"):
-        table("datasets (--data)", gd.describe())
+        builtins = set(gd.names())
+        table("datasets (--data), with the batch fields they fill",
+              [(n, f"[{', '.join(gd.registry.batch_fields(n))}] {d}" if n in builtins else d)
+               for n, d in gd.describe()])
+        from ..data.dataset import LAYOUTS
+        table("batch layouts (--data-layout)", list(LAYOUTS.items()))
     if what in (None, "losses"):
         table("losses and regularisers (--loss, -o gradient_penalty=10, -o r1=10, ...)", L.describe())
     return 0
+
+
+def _print_options() -> None:
+    from ..models import REGISTRY
+    from ..models.options import option_rows
+
+    for name, cls in REGISTRY.items():
+        print(f"options of {name} (-o key=value)")
+        for key, default, source in option_rows(cls.Options):
+            print(f"  {key:<26} {default!r:<18} {source}")

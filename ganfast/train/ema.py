@@ -10,7 +10,8 @@ Training"; Karras et al. use it in ProGAN and StyleGAN).
 from __future__ import annotations
 
 import copy
-from typing import Any, Dict, List, Tuple
+import math
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -50,27 +51,42 @@ class EMA:
     model closely instead of dragging in its random initialisation for
     thousands of steps.
 
+    With ``rampup`` (StyleGAN2-ADA's ``ema_rampup``, 0.05 there) the
+    average's half-life, ``log(0.5) / log(decay)`` updates, is capped at
+    ``rampup * n`` on the n-th update, so it grows with the run: the decay
+    is ``0.5 ** (1 / min(half_life, rampup * n))`` (0 on the first update).
+    ``warmup`` and ``rampup`` combine by taking the smaller decay.
+
     The average is kept in the model's dtype, on the model's device.  For a
     bf16 model the per-step increment ``(1 - d) * (p - ema)`` is often below
     bf16's resolution at ``ema`` and is lost; keep the master weights in
     float32 (autocast, not ``.bfloat16()``) to average them properly.
     """
 
-    def __init__(self, model: nn.Module, decay: float = 0.999, warmup: bool = True) -> None:
+    def __init__(self, model: nn.Module, decay: float = 0.999, warmup: bool = True,
+                 rampup: Optional[float] = None) -> None:
         if not 0.0 <= float(decay) <= 1.0:
             raise ValueError(f"decay must lie in [0, 1], got {decay}")
+        if rampup is not None and not (isinstance(rampup, (int, float)) and rampup > 0):
+            raise ValueError(f"rampup must be None or a number > 0, got {rampup!r}")
         self.decay = float(decay)
         self.warmup = bool(warmup)
+        self.rampup = float(rampup) if rampup is not None else None
         self.num_updates = 0
         self.module = copy.deepcopy(model)
         self.module.requires_grad_(False)
 
     def current_decay(self) -> float:
         """The decay the next ``update`` will use."""
-        if not self.warmup:
-            return self.decay
         n = self.num_updates
-        return min(self.decay, (1.0 + n) / (10.0 + n))
+        d = self.decay
+        if self.warmup:
+            d = min(d, (1.0 + n) / (10.0 + n))
+        if self.rampup is not None and 0.0 < self.decay < 1.0:
+            half_life = math.log(0.5) / math.log(self.decay)
+            capped = min(half_life, self.rampup * n)
+            d = min(d, 0.5 ** (1.0 / capped) if capped > 0 else 0.0)
+        return d
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
@@ -97,6 +113,7 @@ class EMA:
             "num_updates": self.num_updates,
             "decay": self.decay,
             "warmup": self.warmup,
+            "rampup": self.rampup,
         }
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
@@ -107,6 +124,9 @@ class EMA:
             self.decay = float(state["decay"])
         if "warmup" in state:
             self.warmup = bool(state["warmup"])
+        if "rampup" in state:
+            self.rampup = None if state["rampup"] is None else float(state["rampup"])
 
     def __repr__(self) -> str:
-        return f"EMA(decay={self.decay}, warmup={self.warmup}, num_updates={self.num_updates})"
+        return (f"EMA(decay={self.decay}, warmup={self.warmup}, rampup={self.rampup}, "
+                f"num_updates={self.num_updates})")

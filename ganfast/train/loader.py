@@ -6,19 +6,24 @@ W takes every W-th index of that order, and the batch position within the
 epoch is the whole state.  A resumed run therefore sees exactly the batches
 the uninterrupted run would have seen, on any number of workers.
 
-Datasets held in memory (``dataset.tensors``) are indexed directly: no
-DataLoader, no collation, no worker processes (a 2-D point batch is
-microseconds of work, and a DataLoader costs far more than that).  Lazy
-datasets (large image folders) go through a DataLoader with a batch sampler
-over the same index order.
+Every batch is a :class:`ganfast.data.Batch`.  Datasets held in memory
+(``dataset.in_memory``) serve a whole batch of indices in process
+(``dataset.batch(indices, epoch)``): no DataLoader, no collation, no worker
+processes (a 2-D point batch is microseconds of work, and a DataLoader costs
+far more than that).  Lazy datasets (large image folders) go through a
+DataLoader with a batch sampler over the same index order and the dataset's
+``collate``.  Datasets whose pairing depends on the epoch (unpaired domains)
+get it through ``set_epoch``, so a resumed run sees the same pairs.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, Optional
 
 import torch
 from torch import Tensor
+
+from ..data.batch import Batch
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> Tensor:
@@ -28,10 +33,10 @@ def epoch_order(n: int, seed: int, epoch: int) -> Tensor:
 
 
 class ShardedBatches:
-    """An endless stream of ``(x, y)`` batches (y None for unlabeled data).
+    """An endless stream of :class:`ganfast.data.Batch` es.
 
     Args:
-        dataset: a :class:`ganfast.data.GANDataset` (or any map-style dataset
+        dataset: a :class:`ganfast.data.BatchDataset` (or any map-style dataset
             returning ``(x, y)`` with ``y == -1`` meaning unlabeled).
         batch_size: per process.
         rank, world_size: this process's shard.
@@ -57,6 +62,7 @@ class ShardedBatches:
         self.batches_per_epoch = per_rank // batch_size  # the ragged tail of an epoch is dropped
         self.epoch = 0
         self.position = 0  # batches already delivered in this epoch
+        self.delivered = 0  # batches delivered by this object (not checkpointed: for throughput only)
         self._order: Optional[Tensor] = None
         self._iter: Optional[Iterator] = None
         tensors = getattr(dataset, "tensors", None)
@@ -86,12 +92,15 @@ class ShardedBatches:
 
     def _lazy_iter(self, shard: Tensor, start: int) -> Iterator:
         idx = shard[start * self.batch_size:].view(-1, self.batch_size).tolist()
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(self.epoch)  # before the workers take their copies
+        collate = getattr(self.dataset, "collate", None) or _default_collate
         loader = torch.utils.data.DataLoader(
-            self.dataset, batch_sampler=idx, num_workers=self.num_workers,
+            self.dataset, batch_sampler=idx, num_workers=self.num_workers, collate_fn=collate,
             pin_memory=self.device.type == "cuda", persistent_workers=False)
         return iter(loader)
 
-    def __call__(self) -> Tuple[Tensor, Optional[Tensor]]:
+    def __call__(self) -> Batch:
         if self.position >= self.batches_per_epoch:
             self.epoch += 1
             self.position = 0
@@ -99,18 +108,22 @@ class ShardedBatches:
             self._iter = None
         if self._order is None:
             self._order = self._shard()
+        idx = self._order[self.position * self.batch_size:(self.position + 1) * self.batch_size]
         if self._x is not None:
-            idx = self._order[self.position * self.batch_size:(self.position + 1) * self.batch_size]
             idx = idx.to(self._x.device)
-            x = self._x[idx]
-            y = self._y[idx] if self._y is not None else None
+            batch = Batch(image=self._x[idx], label=self._y[idx] if self._y is not None else None)
+        elif getattr(self.dataset, "in_memory", False):
+            batch = self.dataset.batch(idx, self.epoch).to(self.device, non_blocking=True)
         else:
             if self._iter is None:
                 self._iter = self._lazy_iter(self._order, self.position)
-            x, y = next(self._iter)
-            x = x.to(self.device, non_blocking=True)
-            y = None if (y < 0).any() else y.to(self.device, non_blocking=True)
+            batch = Batch.from_any(next(self._iter)).to(self.device, non_blocking=True)
         self.position += 1
-        return x, y
+        self.delivered += 1
+        return batch
 
     next_batch = __call__
+
+
+def _default_collate(items):
+    return Batch.from_any(torch.utils.data.default_collate(items))

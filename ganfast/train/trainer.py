@@ -1,17 +1,19 @@
-"""The training loop: one object that turns a model and a dataset into a trained GAN.
+"""The training loop: one object that turns a method and a dataset into a trained GAN.
 
-:class:`Trainer` wraps a :class:`ganfast.models.GANModel`'s iteration with
-everything around it: device placement, mixed precision (bf16 autocast, or
-fp16 autocast with one gradient scaler per optimiser), an EMA of the
-generator used for every sample, a progress bar, metrics to CSV/JSON-lines
-(+ a loss-curve PNG, + TensorBoard when installed), sample grids from a fixed
-latent batch, atomic checkpoints, exact resume, a clean stop on Ctrl-C, and
-multi-process training under ``torchrun``.
+:class:`Trainer` runs a :class:`ganfast.models.Method`'s phases
+(:meth:`~ganfast.models.Method.train_step`) with everything around them:
+device placement, mixed precision (bf16 autocast, or fp16 autocast with one
+gradient scaler per optimiser), the method's schedules evaluated at every
+step, EMA copies of the networks the method names (used for every sample),
+a progress bar, metrics to CSV/JSON-lines (+ a loss-curve PNG, +
+TensorBoard when installed), sample grids from fixed inputs, evaluation
+(FID, KID, mode coverage) with a best checkpoint, atomic checkpoints, exact
+resume, a clean stop on Ctrl-C, and multi-process training under ``torchrun``.
 
 Exact resume: a checkpoint is taken between iterations and holds everything
 that decides the next iteration: parameters and buffers, optimiser and
-scaler states, the EMA, the historical-averaging state, every rank's RNG
-states and the data position.  Nothing outside the iteration draws from the
+scaler states, the EMAs, the method's extra state, the schedules' values,
+every rank's RNG states and the data position.  Nothing outside the iteration draws from the
 global RNG (sample grids use their own generator), so a resumed run
 reproduces the uninterrupted run's losses bit for bit on the CPU.
 """
@@ -34,14 +36,17 @@ import torch
 from torch import Tensor, nn
 
 from .. import _backend
-from ..models import GANModel, StepContext, build
+from ..models import Method, StepContext, build
+from ..models.schedules import Linear, evaluate
 from . import distributed as D
-from .checkpoint import CheckpointManager, load_checkpoint, rng_state, set_rng_state
+from .checkpoint import CheckpointManager, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .ema import EMA
 from .loader import ShardedBatches
 
 CHECKPOINT_FORMAT = "ganfast-checkpoint"
-CHECKPOINT_VERSION = 1
+#: 2: named networks, optimisers and EMAs (``G``, ``D``, ...), schedule values.  1: the first trainer's
+#: ``generator``/``discriminator`` modules and ``g``/``d`` optimisers (upgraded on load, see ``upgrade_checkpoint``)
+CHECKPOINT_VERSION = 2
 
 
 @dataclass
@@ -72,6 +77,13 @@ class TrainConfig:
     threads: Optional[int] = None          # torch CPU threads; None: leave torch's default
     lr_schedule: Optional[str] = None      # None: the model's recommendation; "constant" | "linear" (to 0 at the end)
     model_options: Dict[str, Any] = field(default_factory=dict)
+    split: Optional[str] = None            # dataset split (fashion-mnist: train | test; folders with train/ val/ test/)
+    data_layout: Optional[str] = None      # None: the method's, else the dataset's (see ganfast.data.LAYOUTS)
+    eval_every: Optional[int] = None       # steps between evaluations (None: no evaluation)
+    eval_metrics: Optional[List[str]] = None  # None: coverage on 2-D mixtures, fid + kid on images
+    eval_samples: Optional[int] = None     # real and generated samples per evaluation (None: 2500 points, 5000 images)
+    eval_features: Optional[str] = None    # FID/KID features: a TorchScript file or the Inception weights file
+    best_metric: Optional[str] = None      # column whose best value keeps checkpoints/best.pt (None: the first)
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -91,7 +103,7 @@ class TrainConfig:
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive int; got {v!r}")
         for name in ("steps", "batch_size", "image_size", "num_samples", "sample_every", "checkpoint_every",
-                     "grid_size", "threads"):
+                     "grid_size", "threads", "eval_every", "eval_samples"):
             pos_int(name, getattr(self, name))
         pos_int("log_every", self.log_every, allow_none=False)
         if isinstance(self.keep, bool) or not isinstance(self.keep, int) or self.keep < 0:
@@ -109,14 +121,22 @@ class TrainConfig:
         if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int) or self.num_workers < 0:
             raise ValueError(f"num_workers must be an int >= 0; got {self.num_workers!r}")
         _backend._check_name(self.backend)
+        if self.eval_metrics is not None:
+            from .evaluate import METRICS
+            if isinstance(self.eval_metrics, str) or not all(m in METRICS for m in self.eval_metrics):
+                raise ValueError(f"eval_metrics must be a list of {list(METRICS)}; got {self.eval_metrics!r}")
+        if self.best_metric is not None:
+            from .evaluate import BEST_DIRECTION
+            if self.best_metric not in BEST_DIRECTION:
+                raise ValueError(f"best_metric must be one of {list(BEST_DIRECTION)}; got {self.best_metric!r}")
 
 
 def recommended(model: Any, kind: str) -> Dict[str, Any]:
-    """What trains ``model`` (a GANModel class or instance) well on ``kind`` data in minutes on a CPU.
+    """What trains ``model`` (a Method class or instance) well on ``kind`` data in minutes on a CPU.
 
-    ``{"steps", "batch_size", "lr_schedule", "options"}``: ``options`` are
-    model options applied unless the user set them (see each method's
-    ``recommended`` table in :mod:`ganfast.models.variants`).
+    ``{"steps", "batch_size", "lr_schedule", "ema_decay", "options"}``:
+    ``options`` are model options applied unless the user set them (see
+    each method's ``recommended`` table, in its file in :mod:`ganfast.models`).
     """
     cls = model if isinstance(model, type) else type(model)
     table = getattr(cls, "recommended", {}) or {}
@@ -128,6 +148,7 @@ def recommended(model: Any, kind: str) -> Dict[str, Any]:
 
 class _Context(StepContext):
     def __init__(self, device: torch.device, amp: Optional[str], scalers: Dict[str, Any]) -> None:
+        super().__init__()
         self.device = device
         self.amp = amp
         self.scalers = scalers
@@ -176,21 +197,28 @@ class _StopRequest:
 
 
 class Trainer:
-    """Train a GAN.
+    """Train a GAN method.
 
     Args:
         config: a :class:`TrainConfig` (or a dict of its fields).
-        model: a built model; default: ``ganfast.models.build(config.model, dataset=..., **config.model_options)``.
-        dataset: a :class:`ganfast.data.GANDataset`; default: ``ganfast.data.load(config.data, ...)``.
+        model: a built method; default: ``ganfast.models.build(config.model, dataset=..., **config.model_options)``.
+        dataset: a :class:`ganfast.data.BatchDataset`; default: ``ganfast.data.load(config.data, ...)``.
+        feature_extractor: for evaluation's FID/KID: an ``nn.Module`` or function mapping images in [0, 1]
+            to ``(N, d)`` features (overrides ``config.eval_features``).
 
-    ``fit()`` trains to ``config.steps`` generator steps (resuming first when
-    asked) and returns a summary dict.  Files in ``config.out``:
-    ``checkpoints/`` (atomic, the newest ``keep``), ``metrics.csv`` (or
-    ``.jsonl``), ``losses.png``, ``samples/step-XXXXXXXX.png`` (images) or
-    ``samples/step-XXXXXXXX.png`` scatter plots (points), ``config.json``.
+    ``fit()`` trains to ``config.steps`` steps (resuming first when asked) and
+    returns a summary dict.  Files in ``config.out``: ``checkpoints/``
+    (atomic, the newest ``keep``, and ``best.pt`` when evaluating),
+    ``metrics.csv`` (or ``.jsonl``), ``losses.png``,
+    ``samples/step-XXXXXXXX.png`` (image grids or scatter plots), ``config.json``.
+
+    Raises:
+        ValueError: a bad config, a model the dataset cannot feed (missing
+            labels or batch fields), a sample shape that differs from the data's.
     """
 
-    def __init__(self, config: Any = None, *, model: Optional[GANModel] = None, dataset: Any = None) -> None:
+    def __init__(self, config: Any = None, *, model: Optional[Method] = None, dataset: Any = None,
+                 feature_extractor: Any = None) -> None:
         if config is None:
             config = TrainConfig()
         elif isinstance(config, dict):
@@ -213,31 +241,35 @@ class Trainer:
             warnings.warn("fp16 autocast on the CPU is slow and rarely useful; bf16 is the CPU's half type")
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+        from ..models import get
+        method_cls = type(model) if model is not None else get(cfg.model)
         if dataset is None:
             from .. import data as gd
             kw: Dict[str, Any] = {"seed": cfg.seed}
-            if cfg.image_size is not None:
-                kw["image_size"] = cfg.image_size
-            if cfg.num_samples is not None:
-                kw["num_samples"] = cfg.num_samples
+            for key in ("image_size", "num_samples", "split"):
+                if getattr(cfg, key) is not None:
+                    kw[key] = getattr(cfg, key)
+            layout = cfg.data_layout or method_cls.layout
+            if layout is not None:
+                kw["layout"] = layout
             dataset = gd.load(cfg.data, **kw)
         self.dataset = dataset
         if model is None:
             # initial weights are a function of the seed alone (and the same on every rank),
             # drawn without touching the caller's global RNG
-            from ..models import REGISTRY
-            if cfg.model not in REGISTRY:
-                raise ValueError(f"unknown model {cfg.model!r}; choose one of {list(REGISTRY)}")
-            options = {**recommended(REGISTRY[cfg.model], dataset.kind)["options"], **cfg.model_options}
+            options = {**recommended(method_cls, dataset.kind)["options"], **cfg.model_options}
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(cfg.seed)
                 model = build(cfg.model, dataset=dataset, **options)
         else:
-            if tuple(model.sample_shape) != tuple(dataset.sample_shape):
-                raise ValueError(f"the model makes samples of shape {tuple(model.sample_shape)} but the dataset's"
+            shape = getattr(model, "sample_shape", None)
+            if shape is not None and tuple(shape) != tuple(dataset.sample_shape):
+                raise ValueError(f"the model makes samples of shape {tuple(shape)} but the dataset's"
                                  f" are {tuple(dataset.sample_shape)}")
-            if model.conditional:
+            if "label" in model.requires:
                 dataset.require_labels(model.name)
+            if hasattr(dataset, "require_fields"):
+                dataset.require_fields([f for f in model.requires if f != "label"], f"model {model.name!r}")
         self.model = model
         rec = recommended(model, dataset.kind)
         self.steps = cfg.steps or rec["steps"]
@@ -247,6 +279,22 @@ class Trainer:
         self.out = cfg.out or os.path.join("runs", f"{model.name}-{_slug(cfg.data)}")
         self.sample_every = cfg.sample_every or max(1, self.steps // 10)
         self.checkpoint_every = cfg.checkpoint_every or max(1, self.steps // 4)
+        self.schedules = dict(model.schedules())
+        if self.lr_schedule == "linear":
+            self.schedules["lr"] = Linear(1.0, 0.0)  # from the initial rates down to 0 at the last step
+        self.evaluator = None
+        if cfg.eval_every:
+            from .evaluate import Evaluator, default_metrics
+            metrics = cfg.eval_metrics or default_metrics(dataset)
+            n = cfg.eval_samples or (2500 if dataset.kind == "points" else 5000)
+            self.evaluator = Evaluator(metrics, dataset, num_samples=n, device=device, seed=cfg.seed,
+                                       features=feature_extractor if feature_extractor is not None
+                                       else cfg.eval_features)
+            self.best_metric = cfg.best_metric or self.evaluator.columns()[0]
+            if self.best_metric not in self.evaluator.columns():
+                raise ValueError(f"best_metric {self.best_metric!r} is not among the evaluated columns "
+                                 f"{self.evaluator.columns()}")
+        self.best: Optional[Dict[str, Any]] = None
         self.step = 0
         self._setup_done = False
         self._resumed = False  # a checkpoint was loaded: the metrics file is continued, not replaced
@@ -266,31 +314,49 @@ class Trainer:
                 group.setdefault("initial_lr", group["lr"])
         use_scaler = cfg.amp == "fp16"
         self.scalers = {k: torch.amp.GradScaler(self.device.type) for k in self.optimizers} if use_scaler else {}
-        self.ema = EMA(model.generator, decay=self.ema_decay) if self.ema_decay > 0 else None
+        self.emas = self._make_emas()
         self.batches = ShardedBatches(self.dataset, self.batch_size, rank=self.dist.rank,
                                       world_size=self.dist.world_size, seed=cfg.seed, device=self.device,
                                       num_workers=cfg.num_workers)
         self.ctx = _Context(self.device, cfg.amp, self.scalers)
+        self.ctx.total_steps = self.steps
         self.checkpoints = CheckpointManager(os.path.join(self.out, "checkpoints"), keep=cfg.keep or None)
-        # the fixed latent batch of the sample grids: its own generator, so drawing it
+        # the fixed inputs of the sample grids: their own generator, so drawing them
         # never moves the training RNG
         g = torch.Generator()
         g.manual_seed(cfg.seed + 12345)
         n = self.grid_size()
-        self.grid_z = model.sample_latent(n, generator=g).to(self.device)
-        if model.generator_classes() > 0:
-            self.grid_y = (torch.arange(n) % model.num_classes).to(self.device)
-        else:
-            self.grid_y = None
+        grid_batch = self._first_batch(n)
+        self.grid_inputs = {k: (v.to(self.device) if isinstance(v, Tensor) else v)
+                            for k, v in model.sample_inputs(n, generator=g, batch=grid_batch).items()}
         self._setup_done = True
 
+    def _make_emas(self) -> Dict[str, EMA]:
+        if self.ema_decay <= 0:
+            return {}
+        out = {}
+        for name, spec in self.model.ema_networks().items():
+            decay = spec.decay if spec.decay is not None else self.ema_decay
+            out[name] = EMA(self.model.net(name), decay=decay, warmup=spec.warmup, rampup=spec.rampup)
+        return out
+
+    @property
+    def ema(self) -> Optional[EMA]:
+        """The EMA of ``G`` (or of the only EMA'd network), or None."""
+        if "G" in self.emas:
+            return self.emas["G"]
+        return next(iter(self.emas.values())) if len(self.emas) == 1 else None
+
+    def _first_batch(self, n: int):
+        """The dataset's first ``n`` samples as a Batch (conditions for the grids), without the training stream."""
+        from ..data.batch import Batch
+        idx = torch.arange(min(n, len(self.dataset)))
+        if hasattr(self.dataset, "batch"):
+            return self.dataset.batch(idx, 0).to(self.device)
+        return Batch.from_any(torch.utils.data.default_collate([self.dataset[int(i)] for i in idx])).to(self.device)
+
     def grid_size(self) -> int:
-        if self.config.grid_size:
-            return self.config.grid_size
-        if self.model.kind == "points":
-            return 2500
-        k = self.model.num_classes if self.model.generator_classes() > 0 else 0
-        return k * k if 8 <= k <= 12 else 64
+        return self.config.grid_size or self.model.grid_size()
 
     # -- state -----------------------------------------------------------------------------------
 
@@ -301,28 +367,38 @@ class Trainer:
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
             "step": self.step,
-            "config": {"train": _jsonable(self.config.to_dict()), "model": {"name": self.model.name, **_jsonable(self.model.config)}},
+            "config": {"train": _jsonable(self.config.to_dict()),
+                       "model": {"name": self.model.name, **_jsonable(self.model.config)}},
             "model": self.model.state_dict(),
             "model_extra": self.model.extra_state_dict(),
-            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "ema": {k: e.state_dict() for k, e in self.emas.items()},
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "scalers": {k: s.state_dict() for k, s in self.scalers.items()},
+            "schedules": evaluate(self.schedules, self.step, self.steps),
+            "best": dict(self.best) if self.best is not None else None,
             "rng": rngs,
             "data": self.batches.state_dict(),
             "world_size": self.dist.world_size,
         }
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
-        check_checkpoint(state)
+        state = upgrade_checkpoint(state)
         saved = state["config"]["model"]
         if saved["name"] != self.model.name:
             raise ValueError(f"the checkpoint is of model {saved['name']!r}, this run trains {self.model.name!r}")
         self.model.load_state_dict(state["model"])
         self.model.load_extra_state_dict(state.get("model_extra") or {})
-        if self.ema is not None and state.get("ema") is not None:
-            self.ema.load_state_dict(state["ema"])
-        elif self.ema is not None:
-            self.ema = EMA(self.model.generator, decay=self.ema_decay)
+        saved_emas = state.get("ema") or {}
+        for k in list(self.emas):
+            if k in saved_emas:
+                self.emas[k].load_state_dict(saved_emas[k])
+            else:  # trained without an EMA so far: start one from the loaded weights
+                self.emas[k] = EMA(self.model.net(k), decay=self.emas[k].decay, warmup=self.emas[k].warmup,
+                                   rampup=self.emas[k].rampup)
+        missing = sorted(set(self.optimizers) - set(state["optimizers"]))
+        if missing:
+            raise ValueError(f"the checkpoint has no state for optimiser(s) {missing} (it has "
+                             f"{sorted(state['optimizers'])})")
         for k, o in self.optimizers.items():
             o.load_state_dict(state["optimizers"][k])
         for k, s in self.scalers.items():
@@ -338,13 +414,26 @@ class Trainer:
             torch.manual_seed(self.config.seed + self.dist.rank + 7919 * int(state["step"]))
         self.batches.load_state_dict(state["data"])
         self.step = int(state["step"])
+        self.best = state.get("best")
+        self._check_schedules(state.get("schedules") or {})
         self._resumed = True
 
-    def save_checkpoint(self) -> Optional[str]:
+    def _check_schedules(self, saved: Dict[str, float]) -> None:
+        now = evaluate(self.schedules, self.step, self.steps)
+        changed = {k: (saved[k], now[k]) for k in now if k in saved and saved[k] != now[k]}
+        if changed:
+            shown = ", ".join(f"{k} {a:.6g} -> {b:.6g}" for k, (a, b) in changed.items())
+            warnings.warn(f"at step {self.step} the schedules differ from the checkpoint's ({shown}): the run's "
+                          f"length or settings changed, so it continues on the new schedule")
+
+    def save_checkpoint(self, path: Optional[str] = None) -> Optional[str]:
+        """Save a checkpoint (in the rotation, or to ``path``); collective under torchrun."""
         state = self.state_dict()  # collective: every rank
-        path = None
         if self.dist.is_main:
-            path = self.checkpoints.save(self.step, state)
+            if path is None:
+                path = self.checkpoints.save(self.step, state)
+            else:
+                save_checkpoint(path, state)
         D.barrier()
         return path
 
@@ -362,33 +451,63 @@ class Trainer:
 
     # -- sampling --------------------------------------------------------------------------------
 
-    def sample_generator(self) -> nn.Module:
-        return self.ema.module if self.ema is not None else self.model.generator
+    def sample_networks(self) -> Dict[str, nn.Module]:
+        """The networks samples come from: the EMA copies where there are some."""
+        return {k: e.module for k, e in self.emas.items()}
 
     @torch.no_grad()
-    def sample(self, z: Tensor, y: Optional[Tensor] = None) -> Tensor:
-        g = self.sample_generator()
-        was = g.training
-        g.eval()
+    def sample(self, **inputs: Any) -> Tensor:
+        """``model.sample(**inputs)`` with the EMA networks, every network in eval mode; float32."""
+        nets = {**self.model.networks(), **self.sample_networks()}
+        modes = {k: m.training for k, m in nets.items()}
+        for m in nets.values():
+            m.eval()
         try:
-            return self.model.generate(z, y, generator=g).float()
+            return self.model.sample(networks=nets, **inputs).float()
         finally:
-            g.train(was)
+            for k, m in nets.items():
+                m.train(modes[k])
 
     def write_samples(self) -> str:
         from .grid import save_image_grid, save_points_png
-        x = self.sample(self.grid_z, self.grid_y).cpu()
+        x = self.sample(**self.grid_inputs).cpu()
         path = os.path.join(self.out, "samples", f"step-{self.step:08d}.png")
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        if self.model.kind == "image":
-            nrow = self.model.num_classes if self.grid_y is not None and self.model.num_classes >= 8 else None
-            save_image_grid(x[:, : 3] if x.shape[1] > 3 else x, path, nrow=nrow)
-        elif x.shape[1] == 2:
-            modes = getattr(self.dataset, "modes", None)
-            save_points_png(x, path, reference=modes)
+        if x.dim() == 5:  # frames (N, T, C, H, W): one row per sample
+            nrow = x.shape[1]
+            x = x.flatten(0, 1)
+        else:
+            nrow = self.model.grid_nrow(self.grid_inputs)
+        if x.dim() == 4:
+            save_image_grid(x[:, :3] if x.shape[1] > 3 else x, path, nrow=nrow)
+        elif x.dim() == 2 and x.shape[1] == 2:
+            save_points_png(x, path, reference=getattr(self.dataset, "modes", None))
         else:
             return ""
         return path
+
+    # -- evaluation --------------------------------------------------------------------------------
+
+    def evaluate(self) -> Dict[str, float]:
+        """The evaluator's metrics on the current EMA networks (main process only)."""
+        nets = {**self.model.networks(), **self.sample_networks()}
+        modes = {k: m.training for k, m in nets.items()}
+        for m in nets.values():
+            m.eval()
+        try:
+            return self.evaluator(self.model, nets)
+        finally:
+            for k, m in nets.items():
+                m.train(modes[k])
+
+    def _improves(self, vals: Dict[str, float]) -> bool:
+        from .evaluate import BEST_DIRECTION
+        key = self.best_metric
+        if key not in vals:
+            return False
+        if self.best is None:
+            return True
+        return BEST_DIRECTION[key] * (vals[key] - self.best["value"]) > 0
 
     # -- the loop --------------------------------------------------------------------------------
 
@@ -404,10 +523,14 @@ class Trainer:
             if main:
                 os.makedirs(self.out, exist_ok=True)
                 _write_json(os.path.join(self.out, "config.json"), {
-                    "train": _jsonable(cfg.to_dict()), "model": {"name": self.model.name, **_jsonable(self.model.config)},
+                    "train": _jsonable(cfg.to_dict()),
+                    "model": {"name": self.model.name, **_jsonable(self.model.config)},
                     "resolved": {"steps": self.steps, "batch_size": self.batch_size, "lr_schedule": self.lr_schedule,
                                  "ema_decay": self.ema_decay, "device": str(self.device),
-                                 "world_size": self.dist.world_size}})
+                                 "world_size": self.dist.world_size,
+                                 "networks": {k: type(m).__name__ for k, m in self.model.networks().items()},
+                                 "phases": [p.name for p in self.model.phases()],
+                                 "schedules": sorted(self.schedules)}})
             logger = None
             if main:
                 from .log import MetricsLogger
@@ -417,24 +540,31 @@ class Trainer:
                                        resume_step=self.step if resumed else None, tensorboard_dir=tb)
             bar = self._progress(main)
             stopped = False
-            t_last, step_last = time.perf_counter(), self.step
-            images_per_step = self.batch_size * self.model.n_critic * self.dist.world_size
+            t_last, drawn_last = time.perf_counter(), self.batches.delivered
+            pending: Dict[str, float] = {}  # evaluation results waiting for the next logged row
             try:
                 with _StopRequest() as stop:
                     while self.step < self.steps:
-                        self.ctx.iteration = self.step
-                        self._set_learning_rates()
+                        self.ctx.step = self.step
+                        self.ctx.schedule = evaluate(self.schedules, self.step, self.steps)
+                        self._set_learning_rates(self.ctx.schedule)
                         self.model.train()
                         logs = self.model.train_step(self.batches, self.optimizers, self.ctx)
-                        if self.ema is not None:
-                            self.ema.update(self.model.generator)
+                        for k, ema in self.emas.items():
+                            ema.update(self.model.net(k))
                         self.step += 1
+                        if self.evaluator is not None and (self.step % cfg.eval_every == 0
+                                                           or self.step == self.steps):
+                            pending.update(self._evaluate_and_keep_best(main))
                         if self.step % cfg.log_every == 0 or self.step == self.steps:
                             vals = {k: float(v) for k, v in D.mean_over_ranks(logs).items()}
                             now = time.perf_counter()
-                            vals["images_per_s"] = images_per_step * (self.step - step_last) / max(now - t_last, 1e-9)
-                            t_last, step_last = now, self.step
+                            images = self.batch_size * self.dist.world_size * (self.batches.delivered - drawn_last)
+                            vals["images_per_s"] = images / max(now - t_last, 1e-9)
+                            t_last, drawn_last = now, self.batches.delivered
                             _check_finite(vals, self.step)
+                            vals.update(pending)
+                            pending = {}
                             self.history.append({"step": self.step, **vals})
                             if logger is not None:
                                 logger.log(self.step, vals)
@@ -465,14 +595,26 @@ class Trainer:
                 print(f"ganfast: stopped at step {self.step}; checkpoint {path}; continue with --resume",
                       file=sys.stderr, flush=True)
             return {"step": self.step, "stopped": stopped, "checkpoint": path, "out": self.out,
-                    "last": self.history[-1] if self.history else {}}
+                    "last": self.history[-1] if self.history else {}, "best": self.best}
 
-    def _set_learning_rates(self) -> None:
-        """The schedule is a pure function of the step (nothing to checkpoint, exact on resume)."""
-        if self.lr_schedule == "constant":
-            return
-        factor = 1.0 - self.step / self.steps  # "linear": from the initial rate down to 0 at the last step
-        for opt in self.optimizers.values():
+    def _evaluate_and_keep_best(self, main: bool) -> Dict[str, float]:
+        vals = self.evaluate() if main else {}
+        improved = D.any_rank(main and self._improves(vals), self.device if self.device.type == "cuda" else "cpu")
+        if improved:
+            if main:
+                self.best = {"metric": self.best_metric, "value": vals[self.best_metric], "step": self.step}
+            self.save_checkpoint(os.path.join(self.out, "checkpoints", "best.pt"))
+        return vals
+
+    def _set_learning_rates(self, values: Dict[str, float]) -> None:
+        """Schedules ``lr`` (every optimiser) and ``lr/<name>`` (one) scale the initial learning rates."""
+        for name, opt in self.optimizers.items():
+            factor = None
+            for key in ("lr", f"lr/{name}"):
+                if key in values:
+                    factor = values[key] if factor is None else factor * values[key]
+            if factor is None:
+                continue
             for group in opt.param_groups:
                 group["lr"] = group["initial_lr"] * factor
 
@@ -487,26 +629,74 @@ class Trainer:
                     dynamic_ncols=True, mininterval=1.0, file=sys.stderr)
 
 
-# -- helpers ---------------------------------------------------------------------------------------
+# -- checkpoints ----------------------------------------------------------------------------------
+
+#: version-1 checkpoints (the first trainer, eleven methods): module and optimiser names then -> now
+_V1_MODULES = {"generator": "G", "discriminator": "D", "classifier": "C", "q_head": "Q"}
+_V1_OPTIMIZERS = {"g": "G", "d": "D"}
 
 
 def check_checkpoint(state: Any) -> None:
+    """Raise ValueError unless ``state`` is a ganfast training checkpoint this version reads."""
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError("not a ganfast training checkpoint (no 'format': 'ganfast-checkpoint' entry)")
-    if int(state.get("version", 0)) > CHECKPOINT_VERSION:
+    version = int(state.get("version", 0))
+    if version > CHECKPOINT_VERSION:
         raise ValueError(f"checkpoint version {state.get('version')} is newer than this ganfast reads"
                          f" ({CHECKPOINT_VERSION}); upgrade ganfast")
+    if version < 1:
+        raise ValueError(f"checkpoint version {state.get('version')!r} is not one ganfast ever wrote")
 
 
-def model_from_checkpoint(state: Dict[str, Any], *, ema: bool = True) -> GANModel:
-    """Rebuild the model a checkpoint was trained with; its generator is the EMA one when present."""
+def upgrade_checkpoint(state: Dict[str, Any]) -> Dict[str, Any]:
+    """A checkpoint in the current format (a new dict; ``state`` is not changed).
+
+    Version 1 (written before methods named their networks) kept the
+    networks as ``generator.*`` / ``discriminator.*`` (+ ``classifier.*`` for
+    AC-GAN, ``q_head.*`` for InfoGAN), optimisers ``g`` / ``d``, one EMA of
+    the generator and historical averages under ``g`` / ``d``; they are
+    renamed to ``G``, ``D``, ``C``, ``Q`` and the EMA becomes ``{"G": ...}``.
+    Nothing else changed, so a version-1 run resumes exactly.
+
+    Raises:
+        ValueError: not a checkpoint, a newer version, or a version-1 entry
+            this upgrade does not know (the message names it).
+    """
     check_checkpoint(state)
+    if int(state["version"]) == CHECKPOINT_VERSION:
+        return state
+    out = dict(state)
+
+    def rename(key: str) -> str:
+        head, _, rest = key.partition(".")
+        if head not in _V1_MODULES:
+            raise ValueError(f"cannot upgrade this version-1 checkpoint: unknown module {head!r} in key {key!r}")
+        return f"{_V1_MODULES[head]}.{rest}"
+
+    out["model"] = {rename(k): v for k, v in state["model"].items()}
+    out["optimizers"] = {_V1_OPTIMIZERS.get(k, k): v for k, v in state["optimizers"].items()}
+    out["scalers"] = {_V1_OPTIMIZERS.get(k, k): v for k, v in (state.get("scalers") or {}).items()}
+    out["ema"] = {"G": state["ema"]} if state.get("ema") is not None else {}
+    extra = dict(state.get("model_extra") or {})
+    if "historical_averaging" in extra:
+        extra["historical_averaging"] = {_V1_OPTIMIZERS.get(k, k): v
+                                         for k, v in extra["historical_averaging"].items()}
+    out["model_extra"] = extra
+    out["schedules"] = {}
+    out["version"] = CHECKPOINT_VERSION
+    return out
+
+
+def model_from_checkpoint(state: Dict[str, Any], *, ema: bool = True) -> Method:
+    """Rebuild the method a checkpoint was trained with; its networks are the EMA copies where there are some."""
+    state = upgrade_checkpoint(state)
     cfg = dict(state["config"]["model"])
     name = cfg.pop("name")
     model = build(name, **cfg)
     model.load_state_dict(state["model"])
-    if ema and state.get("ema") is not None:
-        model.generator.load_state_dict(state["ema"]["module"])
+    if ema:
+        for k, e in (state.get("ema") or {}).items():
+            model.net(k).load_state_dict(e["module"])
     return model
 
 
@@ -523,7 +713,7 @@ def _postfix(vals: Dict[str, float]) -> str:
     for k, v in vals.items():
         if k == "images_per_s":
             parts.append(f"{v:,.0f} img/s")
-        elif k in ("d_loss", "g_loss", "gp", "w_distance", "info", "d_class"):
+        elif k in ("d_loss", "g_loss", "gp", "w_distance", "info", "d_class", "fid", "kid", "modes_covered"):
             parts.append(f"{k}={v:.3f}")
     return " ".join(parts)
 
