@@ -416,10 +416,11 @@ setup(
         'triton>=3.2; platform_system == "Linux" and platform_machine == "x86_64"',
         "ninja",
         "pybind11>=2.10",
-        # Training: progress bars, PNG grids and image folders, the digits dataset
-        # (it ships inside scikit-learn: nothing is downloaded).
+        # Training and ganfast fid: progress bars, PNG grids and image reading, the loss-curve
+        # plot, the digits dataset (it ships inside scikit-learn: nothing is downloaded).
         "tqdm",
         "pillow",
+        "matplotlib",
         "scikit-learn",
     ],
     extras_require={

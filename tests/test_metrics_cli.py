@@ -1,4 +1,4 @@
-"""``ganfast fid`` on folders of images the tests write, .npz statistics, and the PNG reader behind it."""
+"""``ganfast fid`` on folders of images the tests write, .npz statistics, and the image reading behind it."""
 
 import os
 import struct
@@ -18,7 +18,7 @@ from ganfast.metrics import images as im
 ROOT = Path(__file__).resolve().parents[1]
 
 
-# -- a PNG writer using every filter type (so the reader's unfiltering is exercised) ------------
+# -- a PNG writer for every colour type and bit depth (Pillow cannot write 16-bit RGB or 2-bit gray) --
 
 
 def _paeth(a, b, c):
@@ -63,32 +63,45 @@ def write_rgb_png(path, rgb: np.ndarray):
     write_png(path, rgb.reshape(h, w * 3), w, 2, 8)
 
 
-# -- the reader -------------------------------------------------------------------------------
+# -- reading images (Pillow) ------------------------------------------------------------------
 
 
-def test_png_reader_color_types_and_depths(tmp_path):
+def _hwc(path) -> np.ndarray:
+    return im.load_image(str(path)).permute(1, 2, 0).numpy()
+
+
+def test_load_image_color_types_and_depths(tmp_path):
+    """Every PNG colour type and bit depth becomes RGB uint8: alpha dropped, gray repeated, 16 bits -> high byte."""
     rng = np.random.default_rng(0)
     h, w = 7, 11
     rgb = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
     alpha = rng.integers(0, 256, size=(h, w, 1), dtype=np.uint8)
     gray = rng.integers(0, 256, size=(h, w), dtype=np.uint8)
+    gray3 = np.repeat(gray[..., None], 3, 2)
 
     write_rgb_png(tmp_path / "rgb.png", rgb)
-    np.testing.assert_array_equal(im.read_png(tmp_path / "rgb.png"), rgb)
+    np.testing.assert_array_equal(_hwc(tmp_path / "rgb.png"), rgb)
 
     write_png(tmp_path / "rgba.png", np.concatenate([rgb, alpha], 2).reshape(h, w * 4), w, 6, 8)
-    np.testing.assert_array_equal(im.read_png(tmp_path / "rgba.png"), rgb)  # alpha dropped
+    np.testing.assert_array_equal(_hwc(tmp_path / "rgba.png"), rgb)  # alpha dropped
 
     write_png(tmp_path / "gray.png", gray, w, 0, 8)
-    np.testing.assert_array_equal(im.read_png(tmp_path / "gray.png"), np.repeat(gray[..., None], 3, 2))
+    np.testing.assert_array_equal(_hwc(tmp_path / "gray.png"), gray3)
 
-    ga = np.stack([gray, alpha[..., 0]], 2).reshape(h, w * 2)
-    write_png(tmp_path / "ga.png", ga, w, 4, 8)
-    np.testing.assert_array_equal(im.read_png(tmp_path / "ga.png"), np.repeat(gray[..., None], 3, 2))
+    write_png(tmp_path / "ga.png", np.stack([gray, alpha[..., 0]], 2).reshape(h, w * 2), w, 4, 8)
+    np.testing.assert_array_equal(_hwc(tmp_path / "ga.png"), gray3)
 
+    # 16 bits keep the high byte, whatever the colour type (Pillow alone would saturate 16-bit gray at 255).
     rgb16 = rng.integers(0, 65536, size=(h, w, 3), dtype=np.uint16)
     write_png(tmp_path / "rgb16.png", rgb16.astype(">u2").view(np.uint8).reshape(h, w * 6), w, 2, 16)
-    np.testing.assert_array_equal(im.read_png(tmp_path / "rgb16.png"), (rgb16 >> 8).astype(np.uint8))
+    np.testing.assert_array_equal(_hwc(tmp_path / "rgb16.png"), (rgb16 >> 8).astype(np.uint8))
+    gray16 = rng.integers(0, 65536, size=(h, w), dtype=np.uint16)
+    write_png(tmp_path / "gray16.png", gray16.astype(">u2").view(np.uint8).reshape(h, w * 2), w, 0, 16)
+    high3 = np.repeat((gray16 >> 8).astype(np.uint8)[..., None], 3, 2)
+    np.testing.assert_array_equal(_hwc(tmp_path / "gray16.png"), high3)
+    ga16 = np.stack([gray16, rng.integers(0, 65536, size=(h, w), dtype=np.uint16)], 2)
+    write_png(tmp_path / "ga16.png", ga16.astype(">u2").view(np.uint8).reshape(h, w * 4), w, 4, 16)
+    np.testing.assert_array_equal(_hwc(tmp_path / "ga16.png"), high3)
 
     palette = rng.integers(0, 256, size=(16, 3), dtype=np.uint8)
     for depth in (4, 8):
@@ -96,25 +109,32 @@ def test_png_reader_color_types_and_depths(tmp_path):
         packed = np.packbits(np.unpackbits(idx[..., None], axis=2)[..., 8 - depth:].reshape(h, -1), axis=1) \
             if depth < 8 else idx
         write_png(tmp_path / f"pal{depth}.png", packed, w, 3, depth, palette=palette)
-        np.testing.assert_array_equal(im.read_png(tmp_path / f"pal{depth}.png"), palette[idx])
+        np.testing.assert_array_equal(_hwc(tmp_path / f"pal{depth}.png"), palette[idx])
 
     for depth in (1, 2, 4):
         levels = rng.integers(0, 1 << depth, size=(h, w), dtype=np.uint8)
         packed = np.packbits(np.unpackbits(levels[..., None], axis=2)[..., 8 - depth:].reshape(h, -1), axis=1)
         write_png(tmp_path / f"g{depth}.png", packed, w, 0, depth)
         want = (levels.astype(np.uint16) * 255 // ((1 << depth) - 1)).astype(np.uint8)
-        np.testing.assert_array_equal(im.read_png(tmp_path / f"g{depth}.png"), np.repeat(want[..., None], 3, 2))
-
-    (tmp_path / "fake.png").write_bytes(b"GIF89a....")
-    with pytest.raises(ValueError, match="not a PNG file"):
-        im.read_png(tmp_path / "fake.png")
+        np.testing.assert_array_equal(_hwc(tmp_path / f"g{depth}.png"), np.repeat(want[..., None], 3, 2))
 
 
-def test_png_reader_agrees_with_pillow(tmp_path):
+def test_load_image_other_formats_and_errors(tmp_path):
     Image = pytest.importorskip("PIL.Image")
     rgb = np.random.default_rng(1).integers(0, 256, size=(9, 13, 3), dtype=np.uint8)
-    Image.fromarray(rgb).save(tmp_path / "pil.png")
-    np.testing.assert_array_equal(im.read_png(tmp_path / "pil.png"), rgb)
+    for ext in ("bmp", "ppm", "tiff", "webp"):
+        Image.fromarray(rgb).save(tmp_path / f"x.{ext}", **({"lossless": True} if ext == "webp" else {}))
+        np.testing.assert_array_equal(_hwc(tmp_path / f"x.{ext}"), rgb, err_msg=ext)
+
+    (tmp_path / "fake.png").write_bytes(b"GIF89a....")
+    with pytest.raises(ValueError, match="cannot read the image .*fake.png"):
+        im.load_image(str(tmp_path / "fake.png"))
+    write_rgb_png(tmp_path / "whole.png", rgb)
+    (tmp_path / "cut.png").write_bytes((tmp_path / "whole.png").read_bytes()[:120])
+    with pytest.raises(ValueError, match="cannot read the image .*cut.png"):
+        im.load_image(str(tmp_path / "cut.png"))
+    with pytest.raises(FileNotFoundError, match="nowhere.png"):
+        im.load_image(str(tmp_path / "nowhere.png"))
 
 
 def test_load_image_listing_and_batches(tmp_path):
@@ -229,5 +249,11 @@ def test_fid_command_errors(setup, capsys, monkeypatch, tmp_path):
     assert cli.main(["fid", str(tmp_path / "one"), str(base / "B"), "--weights", str(weights)]) == 2
     assert "FID needs at least 2" in capsys.readouterr().err
     assert cli.main(["fid", str(base / "A"), str(base / "B"), "--batch-size", "0"]) == 2
+    capsys.readouterr()
+    (tmp_path / "two").mkdir()
+    write_rgb_png(tmp_path / "two" / "a.png", np.full((4, 4, 3), 7, np.uint8))
+    (tmp_path / "two" / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    assert cli.main(["fid", str(tmp_path / "two"), str(base / "B"), "--weights", str(weights), "--no-progress"]) == 1
+    assert "cannot read the image" in (err := capsys.readouterr().err) and "b.png" in err, err
     with pytest.raises(SystemExit):
         cli.main(["fid"])

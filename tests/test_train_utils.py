@@ -390,42 +390,141 @@ def _rgb(path):
         return np.asarray(im.convert("RGB"))
 
 
-def test_plot_losses(tmp_path):
-    path = str(tmp_path / "m.jsonl")
+def test_smoothing_is_a_debiased_exponential_moving_average():
+    rng = np.random.default_rng(5)
+    values = rng.normal(size=40)
+    values[[7, 8, 20]] = np.nan
+    w = 0.9
+    got = log_module._smoothed(list(values), w)
+    finite = values[np.isfinite(values)]
+    # Independently: each smoothed value is the weighted mean of the finite values so far, weights w^age.
+    want = [np.sum(w ** np.arange(n)[::-1] * finite[:n]) / np.sum(w ** np.arange(n)) for n in range(1, finite.size + 1)]
+    np.testing.assert_allclose(np.asarray(got)[np.isfinite(values)], want, rtol=1e-12)
+    assert np.isnan(np.asarray(got)[[7, 8, 20]]).all()
+
+
+def _training_rows(n=60, eval_every=20):
+    """Rows as the trainer logs them: losses every row, evaluation scores on some rows only."""
+    rng = np.random.default_rng(6)
+    rows = []
+    for i in range(n):
+        step = 10 * (i + 1)
+        row = {"step": step, "d_loss": -2.0 + i * 0.1 + rng.normal(0, 0.1), "g_loss": 1.0 + rng.normal(0, 0.1),
+               "d_real": 1.0 + rng.normal(), "d_fake": -1.0 + rng.normal(), "w_distance": 2.0 + rng.normal(),
+               "gp": 10.0 ** (-3.0 * i / (n - 1)), "images_per_s": 900.0 + i, "time": 0.5 * i}
+        if step % (10 * eval_every) == 0:
+            row.update(fid=300.0 / (1 + i), kid=0.1 * 10.0 ** (-4.0 * i / (n - 1)), modes_covered=float(min(8, i // 5)),
+                       high_quality=i / n)
+        rows.append(row)
+    return rows
+
+
+def _want_log(values) -> bool:
+    v = np.asarray([x for x in values if math.isfinite(x)])
+    return bool(v.size and v.min() > 0 and v.max() / v.min() > 100)
+
+
+def test_plot_layout_groups_and_scales():
+    rows = _training_rows()
+    panels = log_module.plot_layout(rows)
+    assert [(p.title, p.keys, p.kind) for p in panels] == [
+        ("losses", ("d_loss", "g_loss"), "train"),
+        ("D outputs", ("d_real", "d_fake", "w_distance"), "train"),
+        ("penalties and auxiliary terms", ("gp",), "train"),
+        ("fid", ("fid",), "eval"),
+        ("kid", ("kid",), "eval"),
+        ("modes_covered", ("modes_covered",), "eval"),
+        ("high_quality", ("high_quality",), "eval"),
+    ]  # images_per_s and time are bookkeeping: left out
+    for p in panels:
+        assert p.log == _want_log(r[k] for r in rows for k in p.keys if k in r), p
+    by_title = {p.title: p for p in panels}
+    assert not by_title["losses"].log  # d_loss crosses zero
+    assert by_title["penalties and auxiliary terms"].log  # gp spans three decades
+    assert by_title["kid"].log and not by_title["fid"].log  # kid spans 2.7 decades, fid a factor 3
+    assert not by_title["modes_covered"].log  # it starts at 0
+
+    # Two decades exactly stay linear; a bit more goes to log.
+    for top, log in ((100.0, False), (101.0, True)):
+        two = [{"step": 1, "r1": 1.0}, {"step": 2, "r1": top}]
+        assert log_module.plot_layout(two) == [log_module.Panel("penalties and auxiliary terms", ("r1",), "train", log)]
+
+    # Named keys: bookkeeping columns get panels of their own; an all-NaN column gets none.
+    rows[0]["r2"] = float("nan")
+    panels = log_module.plot_layout(rows, keys=["images_per_s", "g_loss", "r2", "fid"])
+    assert [(p.title, p.keys) for p in panels] == [("losses", ("g_loss",)), ("images_per_s", ("images_per_s",)),
+                                                   ("fid", ("fid",))]
+    assert log_module.plot_layout([]) == []
+    # AC-GAN's and InfoGAN's auxiliary terms go with the penalties, accuracies with D's outputs.
+    aux = [{"step": 1, "d_class": 0.5, "g_info": 0.2, "d_real_acc": 0.9, "feature_matching": 0.1, "loss": 1.0}]
+    assert [(p.title, p.keys) for p in log_module.plot_layout(aux)] == [
+        ("losses", ("loss",)), ("D outputs", ("d_real_acc",)),
+        ("penalties and auxiliary terms", ("d_class", "g_info", "feature_matching"))]
+
+
+def _near(pixels, colour, tol=40) -> int:
+    """How many pixels lie within ``tol`` of ``colour`` (antialiasing blends line edges)."""
+    return int((np.abs(pixels.astype(int) - np.asarray(colour)).sum(-1) <= tol).sum())
+
+
+@pytest.mark.parametrize("ext", [".csv", ".jsonl"])
+def test_plot_losses_draws_every_panel(tmp_path, ext):
+    import matplotlib
+
+    rows = _training_rows()
+    path = str(tmp_path / f"m{ext}")
     with MetricsLogger(path) as logger:
-        for step in range(0, 200, 10):
-            logger.log(step, {
-                "d_loss": 1.0 + math.sin(step / 20) if step != 50 else float("nan"),
-                "g_loss": 0.7,  # constant
-                "images_per_s": 1e4,
-                "time": step * 0.1,
-            })  # fmt: skip
+        for row in rows:
+            logger.log(row["step"], {k: v for k, v in row.items() if k != "step"})
+    # The CSV leaves empty cells where a row has no score; JSON lines leave the key out.
+    assert sum("fid" in r for r in read_metrics(path)) == 3
+    backend = matplotlib.get_backend()
     png = str(tmp_path / "loss.png")
-    plot_losses(path, png, size=(640, 400))
+    plot_losses(path, png)
+    assert matplotlib.get_backend() == backend  # the process's backend is not switched to Agg
     pixels = _rgb(png)
-    assert pixels.shape == (400, 640, 3)
-    assert tuple(pixels[0, 0]) == (255, 255, 255)
-    colours = {tuple(c) for c in pixels.reshape(-1, 3)}
-    blue, orange, green = (31, 119, 180), (255, 127, 14), (44, 160, 44)
-    assert blue in colours and orange in colours  # d_loss, g_loss
-    assert green not in colours  # images_per_s and time are not losses
+    assert pixels.shape == (3 * 300, 3 * 440, 3)  # seven panels, three columns: three rows of 440x300 cells
+    blue = (31, 119, 180)  # matplotlib's C0: the first quantity of every panel
+    cells = [pixels[r * 300 + 15:(r + 1) * 300 - 15, c * 440 + 15:(c + 1) * 440 - 15]
+             for r in range(3) for c in range(3)]
+    for i, cell in enumerate(cells[:7]):
+        assert _near(cell, blue) > 30, f"panel {i} has no curve"
+    for cell in cells[7:]:
+        assert (cell == 255).all()  # the two unused cells stay empty
     assert _leftovers(tmp_path) == []
 
-    plot_losses(path, png, keys=["time"], smooth=0.0)
-    assert blue in {tuple(c) for c in _rgb(png).reshape(-1, 3)}
+    # The smoothed line over the faint raw one: without smoothing the picture changes.
+    plot_losses(path, png, smooth=0.0)
+    assert not np.array_equal(_rgb(png), pixels)
+    # A chosen column alone (a bookkeeping one), at an exact size.
+    plot_losses(path, png, keys=["images_per_s"], size=(641, 397))
+    pixels = _rgb(png)
+    assert pixels.shape == (397, 641, 3) and _near(pixels, blue) > 100
     with pytest.raises(ValueError, match="no column"):
         plot_losses(path, png, keys=["nope"])
+    with pytest.raises(ValueError, match="smooth"):
+        plot_losses(path, png, smooth=1.0)
+    with pytest.raises(ValueError, match="size"):
+        plot_losses(path, png, size=(100, 100))
 
+
+def test_plot_losses_lone_point_and_empty_file(tmp_path):
+    blue = (31, 119, 180)
+    png = str(tmp_path / "loss.png")
     single = str(tmp_path / "one.csv")
     with MetricsLogger(single) as logger:
         logger.log(3, {"loss": 2.0})
     plot_losses(single, png)
-    assert blue in {tuple(c) for c in _rgb(png).reshape(-1, 3)}  # a lone point is still drawn
+    pixels = _rgb(png)
+    assert pixels.shape == (480, 800, 3) and _near(pixels, blue) > 5  # a lone point is still drawn
 
     empty = str(tmp_path / "empty.csv")
     MetricsLogger(empty).close()
     plot_losses(empty, png)
-    assert _rgb(png).shape == (480, 800, 3)
+    pixels = _rgb(png)
+    assert pixels.shape == (480, 800, 3) and _near(pixels, blue) == 0
+    assert (pixels < 128).any()  # the frame and "no data yet"
+    assert _leftovers(tmp_path) == []
 
 
 # -- grid.py --------------------------------------------------------------------------------------

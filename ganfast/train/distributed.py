@@ -1,22 +1,35 @@
 """Multi-process training under ``torchrun``: process group, gradient averaging, reductions.
 
 ``torchrun --nproc-per-node N -m ganfast train ...`` sets RANK, WORLD_SIZE
-and LOCAL_RANK; :func:`setup` reads them and joins the group (nccl on GPUs,
-gloo on the CPU).
+and LOCAL_RANK; :func:`env_info` reads them and :func:`setup` joins the
+group (nccl on GPUs, gloo on the CPU).  Every function here is a no-op on
+a single process.
 
-Gradients are averaged by :class:`GradientReducer`, not by wrapping the
-networks in ``DistributedDataParallel``.  A GAN iteration breaks DDP's
-assumptions: the discriminator runs two or three forwards per backward
-(real, fake, and the gradient penalty's interpolates, which needs double
-backward, which DDP's reducer does not support), and in the generator's
-step D is used with frozen parameters.  DDP's reducer then either raises
-("marked ready twice") or reduces at the wrong time.  Reducing after
-backward does exactly what DDP does for a single forward: every rank ends
-the backward with the mean gradient over all ranks, and parameters start
-equal (broadcast from rank 0), so they stay equal.  The all-reduce runs
-over one flat buffer per dtype, the same bucketing DDP uses, so it costs
-one collective per optimiser step.  BatchNorm statistics stay per process,
-as with DDP without SyncBatchNorm.
+The networks are not wrapped in ``DistributedDataParallel``.  A GAN
+iteration breaks DDP's assumptions: the discriminator runs two or three
+forwards per backward (real, fake, and the gradient penalty's
+interpolates, which needs double backward, which DDP's reducer does not
+support), and in the generator's step D is used with frozen parameters.
+DDP's reducer then either raises ("marked ready twice") or reduces at the
+wrong time.  Instead:
+
+* :func:`broadcast_module` copies rank 0's parameters and buffers to every
+  rank once, before training;
+* :func:`all_reduce_gradients` runs after a phase's backward, just before
+  its optimiser step (``StepContext.step_optimizer`` calls it through the
+  trainer's context): each gradient becomes its mean over ranks, with one
+  flat all-reduce per (dtype, device), the bucketing DDP uses; a parameter
+  that got no gradient on a rank joins with zeros so the buffers line up.
+  Parameters start equal and receive equal updates, so they stay equal,
+  as under DDP with a single forward;
+* :func:`check_in_sync` verifies that at the end of a run (it raises when
+  the ranks' parameters differ).
+
+The rest are the collectives the trainer needs around that:
+:func:`mean_over_ranks` for the logged losses, :func:`any_rank` for a
+coordinated stop or best-checkpoint decision, :func:`gather_objects` for
+every rank's RNG state in a checkpoint, :func:`barrier`, :func:`teardown`.
+BatchNorm statistics stay per process, as with DDP without SyncBatchNorm.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Training metrics: one row per logged step in a CSV or JSON-lines file, plus a loss-curve PNG.
+"""Training metrics: one row per logged step in a CSV or JSON-lines file, plus a loss-curve PNG (matplotlib).
 
 The file is flushed after every row, so a run killed at any moment keeps
 everything it logged.  Resuming from a checkpoint at step ``s`` drops the
@@ -15,12 +15,13 @@ import math
 import os
 import re
 import warnings
+from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .checkpoint import write_atomically
-from .grid import _pillow, _save_png
+from .evaluate import BEST_DIRECTION  # the evaluator's columns: fid, kid, modes_covered, high_quality
 
-__all__ = ["MetricsLogger", "plot_losses", "read_metrics"]
+__all__ = ["MetricsLogger", "Panel", "plot_layout", "plot_losses", "read_metrics"]
 
 _FORMATS = (".csv", ".jsonl")
 _tensorboard_warned = False
@@ -267,30 +268,116 @@ class MetricsLogger:
 
 # -- loss curves -------------------------------------------------------------------------------
 
-# Name parts that mark a column as bookkeeping (rates, clocks, schedules,
-# evaluation scores on another scale), not a loss to plot.
-_NOT_LOSS = {
-    "time", "sec", "secs", "seconds", "s", "ms", "per", "fps", "throughput", "epoch", "kimg", "lr",
-    "mem", "memory", "gpu", "cpu", "fid", "kid", "is", "inception",
+# Name parts that mark a column as bookkeeping (rates, clocks, counters,
+# schedules, memory), not a quantity of the training dynamics: left out of
+# the plot unless asked for by name.  images_per_s is one of them.
+_BOOKKEEPING = {
+    "time", "sec", "secs", "seconds", "s", "ms", "per", "fps", "throughput", "epoch", "kimg", "nimg", "lr",
+    "mem", "memory", "gpu", "cpu", "steps",
 }  # fmt: skip
-_PALETTE = [
-    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
-]  # fmt: skip
+# Evaluation scores: the evaluator's columns, plus name parts of scores a
+# user may log themselves.  Each gets its own panel (their scales differ).
+_EVALUATION_PARTS = {"fid", "kid", "is", "inception"}
+# Regularisers and auxiliary objectives (gradient penalties, InfoGAN's
+# mutual information term, AC-GAN's class losses, feature matching).
+_PENALTY_PARTS = {"gp", "r1", "r2", "penalty", "reg", "info", "class", "feature", "matching"}
+# What D says about real and fake data (mean scores, their gap, accuracy).
+_OUTPUT_PARTS = {"real", "fake", "distance", "acc"}
+# A panel is log-scaled when its values are all positive and span more than this ratio (two decades).
+_LOG_SPAN = 100.0
 
 
-def _default_keys(rows: Sequence[Dict[str, Any]]) -> List[str]:
-    keys: List[str] = []
+@dataclass(frozen=True)
+class Panel:
+    """One panel of the loss-curve figure.
+
+    ``kind`` is ``"train"`` (one value per logged row: a faint raw line
+    and a smoothed line) or ``"eval"`` (scores at the rows that have them:
+    points joined by a line, not smoothed).  ``log``: the y axis is
+    logarithmic.
+    """
+
+    title: str
+    keys: Tuple[str, ...]
+    kind: str
+    log: bool
+
+
+def _parts(key: str) -> set:
+    return set(re.split(r"[^a-z0-9]+", key.lower()))
+
+
+def _group(key: str) -> str:
+    """The panel group of a column: evaluation, bookkeeping, penalties, outputs or losses."""
+    parts = _parts(key)
+    if key in BEST_DIRECTION or parts & _EVALUATION_PARTS:
+        return "evaluation"
+    if parts & _BOOKKEEPING:
+        return "bookkeeping"
+    if parts & _PENALTY_PARTS:
+        return "penalties"
+    if "loss" not in parts and parts & _OUTPUT_PARTS:
+        return "outputs"
+    return "losses"
+
+
+def _log_scale(values: Iterable[float]) -> bool:
+    """Log when every finite value is positive and they span more than two decades; linear otherwise."""
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite or min(finite) <= 0:
+        return False  # crossing or touching zero (a Wasserstein estimate, a count of 0): linear
+    return max(finite) / min(finite) > _LOG_SPAN
+
+
+_TRAIN_GROUPS = (
+    ("losses", "losses"),
+    ("outputs", "D outputs"),
+    ("penalties", "penalties and auxiliary terms"),
+)
+
+
+def plot_layout(rows: Sequence[Dict[str, Any]], keys: Optional[Sequence[str]] = None) -> List[Panel]:
+    """Decide the panels of :func:`plot_losses` from the metrics rows (no drawing).
+
+    Columns are grouped by name: the GAN losses (``d_loss``, ``g_loss``, and
+    any column no rule below claims) on one panel; D's outputs (``d_real``,
+    ``d_fake``, ``w_distance``, accuracies) on a second; penalties and
+    auxiliary terms (``gp``, ``r1``, ``r2``, ``info``, ``d_class``, feature
+    matching) on a third; then one panel per evaluation score (``fid``,
+    ``kid``, ``modes_covered``, ``high_quality``).  Bookkeeping columns
+    (``images_per_s``, times, learning rates) are left out unless ``keys``
+    names them; each then gets a panel of its own.  A panel's y axis is
+    logarithmic when all its values are positive and span more than two
+    decades.  Panels without a finite value are dropped; no rows give no
+    panels.
+    """
+    present: List[str] = []
     for row in rows:
-        for key in row:
-            if key != "step" and key not in keys:
-                parts = set(re.split(r"[^a-z0-9]+", key.lower()))
-                if not parts & _NOT_LOSS:
-                    keys.append(key)
-    return keys
+        present.extend(k for k in row if k != "step" and k not in present)
+    chosen = present if keys is None else [k for k in keys if k in present]
+    groups: Dict[str, List[str]] = {}
+    for key in chosen:
+        groups.setdefault(_group(key), []).append(key)
+
+    def values(names: Sequence[str]) -> List[float]:
+        return [row[k] for row in rows for k in names if k in row]
+
+    panels = []
+    for group, title in _TRAIN_GROUPS:
+        names = groups.get(group, [])
+        if any(math.isfinite(v) for v in values(names)):
+            panels.append(Panel(title, tuple(names), "train", _log_scale(values(names))))
+    if keys is not None:
+        for key in groups.get("bookkeeping", []):
+            if any(math.isfinite(v) for v in values([key])):
+                panels.append(Panel(key, (key,), "train", _log_scale(values([key]))))
+    for key in groups.get("evaluation", []):
+        if any(math.isfinite(v) for v in values([key])):
+            panels.append(Panel(key, (key,), "eval", _log_scale(values([key]))))
+    return panels
 
 
-def _smoothed(values: List[float], weight: float) -> List[float]:
+def _smoothed(values: Sequence[float], weight: float) -> List[float]:
     """TensorBoard-style debiased exponential smoothing; non-finite points stay gaps and are skipped."""
     out, acc, count = [], 0.0, 0
     for v in values:
@@ -304,143 +391,129 @@ def _smoothed(values: List[float], weight: float) -> List[float]:
     return out
 
 
-def _nice_ticks(lo: float, hi: float, target: int = 5) -> List[float]:
-    span = hi - lo
-    raw = span / max(1, target)
-    magnitude = 10 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
-    first = math.ceil(lo / step - 1e-9) * step
-    ticks = []
-    t = first
-    while t <= hi + step * 1e-9:
-        ticks.append(0.0 if abs(t) < step * 1e-9 else t)
-        t = first + len(ticks) * step
-    return ticks
+def _isolated(values: Sequence[float]) -> List[int]:
+    """Indices of finite values whose neighbours are not: a line through them draws nothing."""
+    n = len(values)
+    return [i for i, v in enumerate(values) if math.isfinite(v)
+            and (i == 0 or not math.isfinite(values[i - 1]))
+            and (i == n - 1 or not math.isfinite(values[i + 1]))]
 
 
-def _tick_label(value: float) -> str:
-    if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
-        return f"{value:.2g}"
-    return f"{value:.6g}"
-
-
-def _finite_range(values: Iterable[float]) -> Optional[Tuple[float, float]]:
-    finite = [v for v in values if math.isfinite(v)]
-    return (min(finite), max(finite)) if finite else None
+def _grid_shape(n: int) -> Tuple[int, int]:
+    cols = {1: 1, 2: 2, 3: 3, 4: 2}.get(n, 3)
+    return -(-n // cols), cols
 
 
 def plot_losses(
     metrics_path: str,
     png_path: str,
     keys: Optional[Sequence[str]] = None,
-    smooth: float = 0.9,
-    size: Tuple[int, int] = (800, 480),
+    smooth: Optional[float] = None,
+    size: Optional[Tuple[int, int]] = None,
 ) -> None:
-    """Draw the metrics file's loss curves into a PNG (Pillow only).
+    """Draw the metrics file's curves into a PNG with matplotlib (panels chosen by :func:`plot_layout`).
 
-    ``keys`` picks the columns; by default every column except ``step`` and
-    bookkeeping ones (times, rates such as ``images_per_s``, learning rates,
-    FID/KID/IS).  ``smooth`` in [0, 1) is the exponential smoothing weight of
-    the drawn line, the raw series shown faintly behind it; 0 draws the raw
-    series only.  Missing and non-finite values are gaps.  The PNG is
-    written atomically, so a viewer never sees half an image.
+    x is the training step, shared by every panel.  Training quantities are
+    drawn raw (faint) and smoothed with TensorBoard's debiased exponential
+    moving average of weight ``smooth`` in [0, 1) (0: the raw series only,
+    in full colour; None: ``1 - 20 / rows``, a window of about a twentieth
+    of the run, so a short log is not smeared over a third of its length),
+    taken over the logarithms on a log-scaled panel; a
+    non-finite value is a gap.  Evaluation
+    scores are points at the steps that have them, joined by a line, with
+    the last value in the panel's title.  ``keys`` picks the columns
+    (default: every column but bookkeeping ones such as ``images_per_s``).
+    ``size`` is the image's (width, height) in pixels; by default 800x480
+    for one panel, 440x300 per panel otherwise.  The PNG is written
+    atomically, so a viewer never sees half an image.  Uses matplotlib's Agg
+    canvas directly: the process's pyplot backend is left alone.
     """
-    if not 0.0 <= smooth < 1.0:
-        raise ValueError(f"smooth must lie in [0, 1), got {smooth}")
-    width, height = int(size[0]), int(size[1])
-    if width < 200 or height < 150:
-        raise ValueError(f"size must be at least (200, 150), got {size}")
-    Image, ImageDraw, ImageFont = _pillow()
+    if smooth is not None and not 0.0 <= smooth < 1.0:
+        raise ValueError(f"smooth must lie in [0, 1) or be None, got {smooth}")
     rows = sorted(read_metrics(metrics_path), key=lambda r: r["step"])
-    if keys is None:
-        keys = _default_keys(rows)
-    else:
+    if smooth is None:
+        smooth = max(0.0, 1.0 - 20.0 / max(len(rows), 1))
+    if keys is not None:
         keys = list(keys)
         present = {k for row in rows for k in row}
         missing = [k for k in keys if k not in present]
         if missing:
             raise ValueError(f"{metrics_path} has no column {missing}; it has {sorted(present - {'step'})}")
+    panels = plot_layout(rows, keys)
+    nrows, ncols = _grid_shape(max(1, len(panels)))
+    if size is None:
+        size = (800, 480) if len(panels) <= 1 else (440 * ncols, 300 * nrows)
+    width, height = int(size[0]), int(size[1])
+    if width < 200 or height < 150:
+        raise ValueError(f"size must be at least (200, 150), got {size}")
 
-    steps = [float(r["step"]) for r in rows]
-    series = {k: [r.get(k, float("nan")) for r in rows] for k in keys}
-    lines = {k: _smoothed(v, smooth) if smooth > 0 else v for k, v in series.items()}
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    image = Image.new("RGB", (width, height), (255, 255, 255))
-    draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default()
-    left, right, top, bottom = 64, width - 16, 16, height - 40
+    dpi = 100
+    fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi, layout="constrained")
+    FigureCanvasAgg(fig)  # Agg for this figure only; pyplot's global backend is never touched
+    if not panels:
+        ax = fig.subplots()
+        ax.text(0.5, 0.5, "no data yet", ha="center", va="center", transform=ax.transAxes)
+        ax.set_xlabel("step")
+    else:
+        axes = fig.subplots(nrows, ncols, sharex=True, squeeze=False).ravel()
+        for ax in axes[len(panels):]:
+            ax.remove()
+        for i, (ax, panel) in enumerate(zip(axes, panels)):
+            _draw_panel(ax, panel, rows, smooth)
+            # With a shared x axis, only the lowest panel of each column labels the steps.
+            if i + ncols >= len(panels):
+                ax.set_xlabel("step")
+                ax.tick_params(labelbottom=True)
 
-    y_range = _finite_range(v for vals in series.values() for v in vals)
-    x_range = _finite_range(s for s, *vals in zip(steps, *series.values()) if any(map(math.isfinite, vals)))
-    if y_range is None or x_range is None:
-        draw.rectangle([left, top, right, bottom], outline=(0, 0, 0))
-        draw.text((left + 10, top + 10), "no data yet", fill=(0, 0, 0), font=font)
-        _save_png(image, png_path)
-        return
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            fig.savefig(f, format="png", dpi=dpi)
 
-    def widen(lo: float, hi: float, margin: float) -> Tuple[float, float]:
-        if hi == lo:  # a single point or a constant series: centre it
-            pad = abs(lo) * 0.1 or 1.0
-            return lo - pad, hi + pad
-        pad = (hi - lo) * margin
-        return lo - pad, hi + pad
+    write_atomically(png_path, write)
 
-    x0, x1 = widen(*x_range, 0.0)
-    y0, y1 = widen(*y_range, 0.05)
 
-    def px(x: float) -> float:
-        return left + (x - x0) / (x1 - x0) * (right - left)
+def _draw_panel(ax, panel: Panel, rows: Sequence[Dict[str, Any]], smooth: float) -> None:
+    from matplotlib.ticker import MaxNLocator
 
-    def py(y: float) -> float:
-        return bottom - (y - y0) / (y1 - y0) * (bottom - top)
-
-    grid, ink = (225, 225, 225), (0, 0, 0)
-    for t in _nice_ticks(y0, y1):
-        y = py(t)
-        draw.line([(left, y), (right, y)], fill=grid)
-        label = _tick_label(t)
-        w = draw.textbbox((0, 0), label, font=font)[2]
-        draw.text((left - 6 - w, y - 5), label, fill=ink, font=font)
-    for t in _nice_ticks(x0, x1):
-        x = px(t)
-        draw.line([(x, top), (x, bottom)], fill=grid)
-        label = _tick_label(t)
-        w = draw.textbbox((0, 0), label, font=font)[2]
-        draw.text((x - w / 2, bottom + 6), label, fill=ink, font=font)
-    draw.rectangle([left, top, right, bottom], outline=ink)
-    w = draw.textbbox((0, 0), "step", font=font)[2]
-    draw.text(((left + right - w) / 2, bottom + 22), "step", fill=ink, font=font)
-
-    def polyline(values: List[float], color, width_px: int) -> None:
-        run: List[Tuple[float, float]] = []
-        for s, v in zip(steps + [math.nan], values + [math.nan]):
-            if math.isfinite(s) and math.isfinite(v):
-                run.append((px(s), py(v)))
-                continue
-            if len(run) == 1:  # an isolated point would otherwise vanish
-                x, y = run[0]
-                r = width_px + 1
-                draw.ellipse([x - r, y - r, x + r, y + r], fill=color)
-            elif run:
-                draw.line(run, fill=color, width=width_px, joint="curve")
-            run = []
-
-    for i, key in enumerate(keys):
-        color = _PALETTE[i % len(_PALETTE)]
+    title = panel.title
+    for j, key in enumerate(panel.keys):
+        colour = f"C{j % 10}"
+        logged = [r for r in rows if key in r]  # a row that did not log the key is skipped, not a gap
+        steps = [r["step"] for r in logged]
+        raw = [r[key] for r in logged]
+        if panel.kind == "eval":
+            pts = [(s, v) for s, v in zip(steps, raw) if math.isfinite(v)]
+            ax.plot([s for s, _ in pts], [v for _, v in pts], "o-", color=colour, ms=4, lw=1.2, label=key)
+            title = f"{key}: {pts[-1][1]:.4g} at step {pts[-1][0]}"
+            if not panel.log and min(v for _, v in pts) >= 0:
+                # Scores and counts start at 0: show it (an all-zero series would otherwise centre on 0).
+                top = max(v for _, v in pts) or 1.0
+                ax.set_ylim(-0.05 * top, 1.08 * top)
+            if all(float(v).is_integer() for _, v in pts):  # a count such as modes_covered
+                ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+            continue
         if smooth > 0:
-            faint = tuple(int(255 - (255 - c) * 0.3) for c in color)
-            polyline(series[key], faint, 1)
-        polyline(lines[key], color, 2)
-
-    # Legend in the top-right corner, on a white box so curves do not hide it.
-    entries = [(key, _PALETTE[i % len(_PALETTE)]) for i, key in enumerate(keys)]
-    text_w = max(draw.textbbox((0, 0), k, font=font)[2] for k, _ in entries)
-    box_w, line_h = text_w + 36, 14
-    bx1, by0 = right - 6, top + 6
-    bx0, by1 = bx1 - box_w, by0 + line_h * len(entries) + 6
-    draw.rectangle([bx0, by0, bx1, by1], fill=(255, 255, 255), outline=(160, 160, 160))
-    for j, (key, color) in enumerate(entries):
-        y = by0 + 4 + j * line_h + 5
-        draw.line([(bx0 + 6, y), (bx0 + 24, y)], fill=color, width=3)
-        draw.text((bx0 + 30, y - 6), key, fill=ink, font=font)
-    _save_png(image, png_path)
+            ax.plot(steps, raw, color=colour, alpha=0.25, lw=0.8)
+            if panel.log:
+                # On a log axis, average the logarithms: a linear average of a series falling by
+                # decades is held up by its oldest values and floats far above the raw curve.
+                line = [10.0**v for v in _smoothed([math.log10(v) if v > 0 else math.nan for v in raw], smooth)]
+            else:
+                line = _smoothed(raw, smooth)
+        else:
+            line = raw
+        ax.plot(steps, line, color=colour, lw=1.5, label=key)
+        lone = _isolated(raw)
+        if lone:  # a point between gaps draws no line segment: mark it
+            ax.plot([steps[k] for k in lone], [line[k] for k in lone], "o", color=colour, ms=3)
+    if panel.log:
+        ax.set_yscale("log")
+    elif ax.get_ylim()[0] < 0 < ax.get_ylim()[1]:
+        ax.axhline(0.0, color="0.6", lw=0.6, zorder=0)
+    ax.set_title(title, fontsize="medium")
+    ax.grid(True, color="0.9", lw=0.6)
+    if panel.kind == "train" and panel.keys != (panel.title,):
+        ax.legend(loc="best", fontsize="small", framealpha=0.8)
