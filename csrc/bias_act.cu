@@ -233,8 +233,9 @@ template <> struct DivMod<uint64_t> {
 // Channel of consecutive memory offsets: one division pair to start, then an
 // increment with wrap-around per element.
 template <typename I> struct ChannelIter {
-    I offset;   // position inside the current run of channel_stride elements
-    I channel;  // channel index
+    I offset = 0;   // position inside the current run of channel_stride elements
+    I channel = 0;  // channel index
+    ChannelIter() = default;  // no bias: never advanced
     __host__ __device__ ChannelIter(I i, const DivMod<I>& stride, const DivMod<I>& channels) {
         const I q = stride.div(i);
         offset = i - q * stride.divisor;
@@ -302,155 +303,108 @@ __host__ __device__ inline compute_t<T> bias_at(const KernelArgs<T, I>& k, I cha
     return load(k.b + channel);
 }
 
-template <typename T, typename I>
-__host__ __device__ inline compute_t<T> bias_of(const KernelArgs<T, I>& k, I i) {
-    return bias_at(k, ChannelIter<I>(i, k.stride, k.channels).channel);
+// --- kernel body ------------------------------------------------------------------
+// One body serves both directions and both access widths:
+//   * Backward: the forward reads x, the backward reads x and g; the rest
+//     (channel of each element, z = x + b, the epilogue) is shared.
+//   * W elements per unit: W = Pack<T>::size for 16-byte vectors (every data
+//     pointer aligned), W = 1 for the scalar path (misaligned views) and for
+//     the ragged tail of the vector path.
+// Thread `tid` of `nthreads` handles units tid, tid + nthreads, ... so a
+// warp's accesses are consecutive (fully coalesced), `Unroll` units per
+// iteration with every load issued before any maths.
+
+template <int W, typename T> struct Unit {
+    T v[W];
+};
+
+template <int W, typename T> __host__ __device__ inline Unit<W, T> load_unit(const T* p) {
+    Unit<W, T> u;
+    if constexpr (W == 1) {
+        u.v[0] = load(p);
+    } else {
+        static_assert(W == Pack<T>::size, "a unit is one element or one 16-byte vector");
+        const Pack<T> pack = load_pack(p);
+#pragma unroll
+        for (int e = 0; e < W; ++e) u.v[e] = pack.v[e];
+    }
+    return u;
 }
 
-// --- kernel bodies ------------------------------------------------------------------
-// Thread `tid` of `nthreads` handles vectors tid, tid + nthreads, ... so a
-// warp's accesses are consecutive 16-byte chunks (fully coalesced).
-
-template <typename T, Act A, typename I>
-__host__ __device__ inline void forward_body(const KernelArgs<T, I>& k, I tid, I nthreads) {
-    using C = compute_t<T>;
-    constexpr int V = Pack<T>::size;
-    const bool has_bias = k.b != nullptr;
-    if (k.vectorized) {
-        const I nvec = k.numel / V;
-        for (I v0 = tid; v0 < nvec; v0 += nthreads * kUnrollForward) {
-            Pack<T> in[kUnrollForward] = {};
-#pragma unroll
-            for (int u = 0; u < kUnrollForward; ++u) {
-                const I v = v0 + I(u) * nthreads;
-                if (v < nvec) in[u] = load_pack(k.x + v * V);
-            }
-#pragma unroll
-            for (int u = 0; u < kUnrollForward; ++u) {
-                const I v = v0 + I(u) * nthreads;
-                if (v < nvec) {
-                    Pack<T> out;
-                    if (has_bias) {
-                        ChannelIter<I> ch(v * V, k.stride, k.channels);
-#pragma unroll
-                        for (int e = 0; e < V; ++e) {
-                            const C z = to_compute(in[u].v[e]) + bias_at(k, ch.channel);
-                            out.v[e] = from_compute<T>(forward_element<A>(z, k.s));
-                            ch.next(k.stride, k.channels);
-                        }
-                    } else {
-#pragma unroll
-                        for (int e = 0; e < V; ++e)
-                            out.v[e] = from_compute<T>(forward_element<A>(to_compute(in[u].v[e]), k.s));
-                    }
-                    store_pack(k.out + v * V, out);
-                }
-            }
-        }
-        // The ragged tail, fewer than V elements (a loop only for tiny host-emulated grids).
-        for (I i = nvec * V + tid; i < k.numel; i += nthreads) {
-            C z = to_compute(k.x[i]);
-            if (has_bias) z += bias_of(k, i);
-            k.out[i] = from_compute<T>(forward_element<A>(z, k.s));
-        }
+template <int W, typename T> __host__ __device__ inline void store_unit(T* p, const Unit<W, T>& u) {
+    if constexpr (W == 1) {
+        *p = u.v[0];
     } else {
-        for (I i0 = tid; i0 < k.numel; i0 += nthreads * kUnrollForward) {
-            T in[kUnrollForward] = {};
+        Pack<T> pack;
 #pragma unroll
-            for (int u = 0; u < kUnrollForward; ++u) {
-                const I i = i0 + I(u) * nthreads;
-                if (i < k.numel) in[u] = load(k.x + i);
+        for (int e = 0; e < W; ++e) pack.v[e] = u.v[e];
+        store_pack(p, pack);
+    }
+}
+
+// Units [first, first + count) of W elements each, starting at element first * W.
+template <typename T, Act A, bool Backward, int W, int Unroll, typename I>
+__host__ __device__ inline void run_units(const KernelArgs<T, I>& k, I first, I count, I tid, I nthreads) {
+    using C = compute_t<T>;
+    const bool has_bias = k.b != nullptr;
+    for (I u0 = tid; u0 < count; u0 += nthreads * Unroll) {
+        Unit<W, T> xin[Unroll] = {}, gin[Unroll] = {};
+#pragma unroll
+        for (int u = 0; u < Unroll; ++u) {
+            const I unit = u0 + I(u) * nthreads;
+            if (unit < count) {
+                const I i = (first + unit) * W;
+                xin[u] = load_unit<W>(k.x + i);
+                if constexpr (Backward) gin[u] = load_unit<W>(k.g + i);
             }
+        }
 #pragma unroll
-            for (int u = 0; u < kUnrollForward; ++u) {
-                const I i = i0 + I(u) * nthreads;
-                if (i < k.numel) {
-                    C z = to_compute(in[u]);
-                    if (has_bias) z += bias_of(k, i);
-                    k.out[i] = from_compute<T>(forward_element<A>(z, k.s));
+        for (int u = 0; u < Unroll; ++u) {
+            const I unit = u0 + I(u) * nthreads;
+            if (unit < count) {
+                const I i = (first + unit) * W;
+                Unit<W, T> out;
+                ChannelIter<I> ch = has_bias ? ChannelIter<I>(i, k.stride, k.channels) : ChannelIter<I>();
+#pragma unroll
+                for (int e = 0; e < W; ++e) {
+                    C z = to_compute(xin[u].v[e]);
+                    if (has_bias) {
+                        z += bias_at(k, ch.channel);
+                        ch.next(k.stride, k.channels);
+                    }
+                    if constexpr (Backward)
+                        out.v[e] = from_compute<T>(backward_element<A>(to_compute(gin[u].v[e]), z, k.s));
+                    else
+                        out.v[e] = from_compute<T>(forward_element<A>(z, k.s));
                 }
+                store_unit<W>(k.out + i, out);
             }
         }
     }
 }
 
-template <typename T, Act A, typename I>
-__host__ __device__ inline void backward_body(const KernelArgs<T, I>& k, I tid, I nthreads) {
-    using C = compute_t<T>;
+// Independent units per thread per iteration: 4 for the forward pass (one
+// input), 2 for the backward pass (two inputs), so either way a thread has
+// 64 bytes of loads in flight on the vector path.
+template <bool Backward> constexpr int kUnroll = Backward ? kUnrollBackward : kUnrollForward;
+
+template <typename T, Act A, bool Backward, typename I>
+__host__ __device__ inline void body(const KernelArgs<T, I>& k, I tid, I nthreads) {
     constexpr int V = Pack<T>::size;
-    const bool has_bias = k.b != nullptr;
+    constexpr int U = kUnroll<Backward>;
     if (k.vectorized) {
         const I nvec = k.numel / V;
-        for (I v0 = tid; v0 < nvec; v0 += nthreads * kUnrollBackward) {
-            Pack<T> xin[kUnrollBackward] = {}, gin[kUnrollBackward] = {};
-#pragma unroll
-            for (int u = 0; u < kUnrollBackward; ++u) {
-                const I v = v0 + I(u) * nthreads;
-                if (v < nvec) {
-                    xin[u] = load_pack(k.x + v * V);
-                    gin[u] = load_pack(k.g + v * V);
-                }
-            }
-#pragma unroll
-            for (int u = 0; u < kUnrollBackward; ++u) {
-                const I v = v0 + I(u) * nthreads;
-                if (v < nvec) {
-                    Pack<T> out;
-                    if (has_bias) {
-                        ChannelIter<I> ch(v * V, k.stride, k.channels);
-#pragma unroll
-                        for (int e = 0; e < V; ++e) {
-                            const C z = to_compute(xin[u].v[e]) + bias_at(k, ch.channel);
-                            out.v[e] = from_compute<T>(backward_element<A>(to_compute(gin[u].v[e]), z, k.s));
-                            ch.next(k.stride, k.channels);
-                        }
-                    } else {
-#pragma unroll
-                        for (int e = 0; e < V; ++e)
-                            out.v[e] = from_compute<T>(
-                                backward_element<A>(to_compute(gin[u].v[e]), to_compute(xin[u].v[e]), k.s));
-                    }
-                    store_pack(k.out + v * V, out);
-                }
-            }
-        }
-        for (I i = nvec * V + tid; i < k.numel; i += nthreads) {
-            C z = to_compute(k.x[i]);
-            if (has_bias) z += bias_of(k, i);
-            k.out[i] = from_compute<T>(backward_element<A>(to_compute(k.g[i]), z, k.s));
-        }
+        run_units<T, A, Backward, V, U>(k, I(0), nvec, tid, nthreads);
+        // The ragged tail, fewer than V elements.
+        run_units<T, A, Backward, 1, 1>(k, nvec * V, k.numel - nvec * V, tid, nthreads);
     } else {
-        for (I i0 = tid; i0 < k.numel; i0 += nthreads * kUnrollBackward) {
-            T xin[kUnrollBackward] = {}, gin[kUnrollBackward] = {};
-#pragma unroll
-            for (int u = 0; u < kUnrollBackward; ++u) {
-                const I i = i0 + I(u) * nthreads;
-                if (i < k.numel) {
-                    xin[u] = load(k.x + i);
-                    gin[u] = load(k.g + i);
-                }
-            }
-#pragma unroll
-            for (int u = 0; u < kUnrollBackward; ++u) {
-                const I i = i0 + I(u) * nthreads;
-                if (i < k.numel) {
-                    C z = to_compute(xin[u]);
-                    if (has_bias) z += bias_of(k, i);
-                    k.out[i] = from_compute<T>(backward_element<A>(to_compute(gin[u]), z, k.s));
-                }
-            }
-        }
+        run_units<T, A, Backward, 1, U>(k, I(0), k.numel, tid, nthreads);
     }
 }
 
-template <typename T, Act A, typename I>
-__global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) bias_act_forward_kernel(const KernelArgs<T, I> k) {
-    forward_body<T, A, I>(k, I(blockIdx.x) * kThreads + threadIdx.x, I(gridDim.x) * kThreads);
-}
-
-template <typename T, Act A, typename I>
-__global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) bias_act_backward_kernel(const KernelArgs<T, I> k) {
-    backward_body<T, A, I>(k, I(blockIdx.x) * kThreads + threadIdx.x, I(gridDim.x) * kThreads);
+template <typename T, Act A, bool Backward, typename I>
+__global__ void __launch_bounds__(kThreads, kMinBlocksPerSm) bias_act_kernel(const KernelArgs<T, I> k) {
+    body<T, A, Backward, I>(k, I(blockIdx.x) * kThreads + threadIdx.x, I(gridDim.x) * kThreads);
 }
 
 // --- host side: argument packing, grid sizing, the kernel chooser ---------------
@@ -505,31 +459,23 @@ void launch(const KernelArgs<T, I>& k, int device, cudaStream_t stream, const ch
 
 bool fits_32bit(const BiasActParams& p) { return p.numel <= std::numeric_limits<int32_t>::max(); }
 
-template <typename T, Act A>
-void dispatch_index(const BiasActParams& p, bool backward, int device, cudaStream_t stream) {
-    if (fits_32bit(p)) {
-        const auto k = make_args<T, uint32_t>(p, backward);
-        if (backward)
-            launch<bias_act_backward_kernel<T, A, uint32_t>, kUnrollBackward>(k, device, stream, "bias_act_backward");
-        else
-            launch<bias_act_forward_kernel<T, A, uint32_t>, kUnrollForward>(k, device, stream, "bias_act_forward");
-    } else {
-        const auto k = make_args<T, uint64_t>(p, backward);
-        if (backward)
-            launch<bias_act_backward_kernel<T, A, uint64_t>, kUnrollBackward>(k, device, stream, "bias_act_backward");
-        else
-            launch<bias_act_forward_kernel<T, A, uint64_t>, kUnrollForward>(k, device, stream, "bias_act_forward");
-    }
+template <typename T, Act A, bool Backward, typename I>
+void launch_indexed(const BiasActParams& p, int device, cudaStream_t stream) {
+    launch<bias_act_kernel<T, A, Backward, I>, kUnroll<Backward>>(make_args<T, I>(p, Backward), device, stream,
+                                                                  Backward ? "bias_act_backward" : "bias_act_forward");
 }
 
-template <typename T, Act A, typename I> void run_host(const BiasActParams& p, bool backward, I nthreads) {
-    const auto k = make_args<T, I>(p, backward);
-    for (I t = 0; t < nthreads; ++t) {
-        if (backward)
-            backward_body<T, A, I>(k, t, nthreads);
-        else
-            forward_body<T, A, I>(k, t, nthreads);
-    }
+template <typename T, Act A, bool Backward>
+void dispatch_index(const BiasActParams& p, int device, cudaStream_t stream) {
+    if (fits_32bit(p))
+        launch_indexed<T, A, Backward, uint32_t>(p, device, stream);
+    else
+        launch_indexed<T, A, Backward, uint64_t>(p, device, stream);
+}
+
+template <typename T, Act A, bool Backward, typename I> void run_host(const BiasActParams& p, I nthreads) {
+    const auto k = make_args<T, I>(p, Backward);
+    for (I t = 0; t < nthreads; ++t) body<T, A, Backward, I>(k, t, nthreads);
 }
 
 // Runs f.template run<T, A>() for the runtime (dtype, act) pair: the kernel chooser.
@@ -555,24 +501,22 @@ template <typename F> void with_types(DType dtype, Act act, const F& f) {
     throw std::invalid_argument("ganfast._C: bias_act: unknown dtype code");
 }
 
-struct OnDevice {
+template <bool Backward> struct OnDevice {
     const BiasActParams& p;
-    bool backward;
     int device;
     cudaStream_t stream;
-    template <typename T, Act A> void run() const { dispatch_index<T, A>(p, backward, device, stream); }
+    template <typename T, Act A> void run() const { dispatch_index<T, A, Backward>(p, device, stream); }
 };
 
-struct OnHost {
+template <bool Backward> struct OnHost {
     const BiasActParams& p;
-    bool backward;
     int64_t num_threads;
     bool index64;
     template <typename T, Act A> void run() const {
         if (index64 || !fits_32bit(p) || num_threads > std::numeric_limits<int32_t>::max())
-            run_host<T, A, uint64_t>(p, backward, uint64_t(num_threads));
+            run_host<T, A, Backward, uint64_t>(p, uint64_t(num_threads));
         else
-            run_host<T, A, uint32_t>(p, backward, uint32_t(num_threads));
+            run_host<T, A, Backward, uint32_t>(p, uint32_t(num_threads));
     }
 };
 
@@ -581,23 +525,23 @@ struct OnHost {
 void bias_act_forward(const BiasActParams& p, DType dtype, Act act, int device, cudaStream_t stream) {
     if (p.numel == 0) return;
     DeviceGuard guard(device);
-    with_types(dtype, act, OnDevice{p, false, device, stream});
+    with_types(dtype, act, OnDevice<false>{p, device, stream});
 }
 
 void bias_act_backward(const BiasActParams& p, DType dtype, Act act, int device, cudaStream_t stream) {
     if (p.numel == 0) return;
     DeviceGuard guard(device);
-    with_types(dtype, act, OnDevice{p, true, device, stream});
+    with_types(dtype, act, OnDevice<true>{p, device, stream});
 }
 
 void bias_act_forward_host(const BiasActParams& p, DType dtype, Act act, int64_t num_threads, bool index64) {
     if (p.numel == 0) return;
-    with_types(dtype, act, OnHost{p, false, num_threads, index64});
+    with_types(dtype, act, OnHost<false>{p, num_threads, index64});
 }
 
 void bias_act_backward_host(const BiasActParams& p, DType dtype, Act act, int64_t num_threads, bool index64) {
     if (p.numel == 0) return;
-    with_types(dtype, act, OnHost{p, true, num_threads, index64});
+    with_types(dtype, act, OnHost<true>{p, num_threads, index64});
 }
 
 }  // namespace ganfast

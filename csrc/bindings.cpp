@@ -140,15 +140,18 @@ void backward_host(std::uint64_t g, std::uint64_t x, std::uint64_t b, std::uint6
     bias_act_backward_host(c.params, c.dtype, c.act, num_threads, index64);
 }
 
-// Never throws: 0 when there is no driver or no device.
-int device_count() {
-    int n = 0;
-    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+// An int the runtime reports, or 0 when the query fails (no driver, no device): never throws, so
+// `ganfast doctor` and the availability checks can ask on any machine.
+template <typename Query> int query_or_zero(Query query) {
+    int v = 0;
+    if (query(&v) != cudaSuccess) {
         cudaGetLastError();
         return 0;
     }
-    return n;
+    return v;
 }
+
+int device_count() { return query_or_zero(cudaGetDeviceCount); }
 
 int runtime_version() {
     int v = 0;
@@ -156,15 +159,7 @@ int runtime_version() {
     return v;
 }
 
-// 0 when no driver is installed.
-int driver_version() {
-    int v = 0;
-    if (cudaDriverGetVersion(&v) != cudaSuccess) {
-        cudaGetLastError();
-        return 0;
-    }
-    return v;
-}
+int driver_version() { return query_or_zero(cudaDriverGetVersion); }
 
 }  // namespace
 }  // namespace ganfast

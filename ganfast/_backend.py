@@ -1,8 +1,11 @@
 """The one place that decides which implementation of an op runs.
 
-Every op in :mod:`ganfast.ops` registers its implementations here, one per
-backend, and asks :func:`select` for one at call time.  Nothing else in the
-package tests for CUDA, Triton or the extension on its own.
+Every op is a row of :data:`OPS` (its backends and the order ``auto`` tries
+them in); its module in :mod:`ganfast.ops` registers one implementation per
+backend when ``ganfast.ops`` imports it, and asks :func:`select` for one at
+call time.  This module never imports ``ganfast.ops``: what it knows about an
+op is the row, so availability can be reported before any op is loaded.
+Nothing else in the package tests for CUDA, Triton or the extension on its own.
 
 Backends (see DESIGN.md):
 
@@ -18,8 +21,8 @@ Backends (see DESIGN.md):
 The requested backend comes from, in order: the ``backend=`` argument of an
 op, :func:`use_backend`, the ``GANFAST_BACKEND`` environment variable (read
 when ganfast is imported), and finally ``"auto"``.  ``auto`` takes, per op
-and device, the first available backend of the op's measured preference
-order; on CPU tensors that is always ``torch``.
+and device, the first available backend of the op's preference order (its
+row in :data:`OPS`); on CPU tensors that is always ``torch``.
 
 The choice is a plain module global rather than a context variable on
 purpose: the autograd engine runs backward passes on its own threads, which
@@ -30,7 +33,6 @@ guard on) a module global but not a ``ContextVar``.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import importlib.util
 import os
 import sys
@@ -39,21 +41,35 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 
+from . import _cuda
+from ._checks import TypeOrValueError, check_choice
+from ._errors import Availability, BackendUnavailable
+
 BACKENDS: Tuple[str, ...] = ("torch", "triton", "cuda")
 CHOICES: Tuple[str, ...] = ("auto",) + BACKENDS
 
+__all__ = [
+    "BACKENDS", "CHOICES", "OPS", "Availability", "BackendUnavailable", "OpSpec", "available_backends",
+    "backend_status", "check_backend", "current_backend", "implemented", "ops", "register", "register_op",
+    "requested",
+    "resolve", "select", "spec", "status", "use_backend",
+]
 
-class BackendUnavailable(RuntimeError):
-    """A backend was asked for explicitly but cannot run here.
 
-    The message says why, and how to make it available.
+def check_backend(name: Any, argname: str = "backend") -> str:
+    """``name`` if it is one of :data:`CHOICES` (``"auto"`` or a backend name).
+
+    Raises:
+        ValueError: it is not (a ``TypeOrValueError`` for a non-string, which
+            earlier releases reported as a ``ValueError``).
     """
+    return check_choice(name, argname, CHOICES, type_error=TypeOrValueError)
 
 
-def _check_name(name: Any, argname: str = "backend") -> str:
-    if not isinstance(name, str) or name not in CHOICES:
-        raise ValueError(f"{argname} must be one of {', '.join(repr(c) for c in CHOICES)}; got {name!r}")
-    return name
+
+def requested(backend: Optional[str]) -> str:
+    """The backend a call asks for: its ``backend=`` argument, or :func:`current_backend` for None."""
+    return _default if backend is None else check_backend(backend)
 
 
 def _env_default() -> str:
@@ -61,7 +77,7 @@ def _env_default() -> str:
     if not raw:
         return "auto"
     try:
-        return _check_name(raw, "GANFAST_BACKEND")
+        return check_backend(raw, "GANFAST_BACKEND")
     except ValueError as err:
         raise ValueError(f"environment variable {err}") from None
 
@@ -89,7 +105,7 @@ class use_backend:
 
     def __init__(self, name: str) -> None:
         global _default
-        self.name = _check_name(name)
+        self.name = check_backend(name)
         self._previous = _default
         _default = self.name
 
@@ -102,20 +118,6 @@ class use_backend:
 
     def __repr__(self) -> str:
         return f"use_backend({self.name!r})"
-
-
-@dataclasses.dataclass(frozen=True)
-class Availability:
-    """Whether a backend can run, and if not, why and how to fix it."""
-
-    available: bool
-    reason: str = ""
-
-    def __bool__(self) -> bool:
-        return self.available
-
-    def __str__(self) -> str:
-        return "available" if self.available else f"unavailable: {self.reason}"
 
 
 _OK = Availability(True, "")
@@ -156,8 +158,8 @@ def _triton_status(device_type: str) -> Availability:
 
 
 def _cuda_status(device_type: str) -> Availability:
-    from . import _cuda  # local: keeps `import ganfast` free of the extension
-
+    # _cuda.status() imports the extension on first call, not _cuda's import:
+    # `import ganfast` stays free of it.
     built = _cuda.status()
     if not built:
         return built
@@ -182,30 +184,92 @@ def backend_status(backend: str, device_type: str) -> Availability:
 # --- op registry -----------------------------------------------------------
 
 
-@dataclasses.dataclass
-class _OpEntry:
+@dataclasses.dataclass(frozen=True)
+class OpSpec:
+    """One op as the dispatcher knows it, before any of its code is imported.
+
+    ``backends`` are the implementations the op has; ``auto_order`` is the
+    order ``auto`` tries them in on CUDA tensors (on CPU tensors ``auto`` is
+    always ``torch``); ``module`` registers the implementations (imported by
+    ``ganfast.ops``, never by this module); ``why`` says what the order rests on.
+    """
+
+    name: str
+    module: str
+    backends: Tuple[str, ...]
     auto_order: Tuple[str, ...]
-    loaders: Dict[str, Callable[[], Any]] = dataclasses.field(default_factory=dict)
-    loaded: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    why: str = ""
 
 
-_ops: Dict[str, _OpEntry] = {}
+#: Every op of ganfast.  Each row is the op's whole dispatch contract: adding
+#: an op (docs/adding-an-op.md) adds a row here, and its module registers one
+#: implementation per listed backend.  No GPU measurement exists yet
+#: (bench/RESULTS.md), so every order below is reasoned, not measured; a
+#: measurement that disagrees changes the row.
+OPS: Tuple[OpSpec, ...] = (
+    OpSpec("bias_act", "ganfast.ops.bias_act", ("torch", "triton", "cuda"), ("cuda", "triton", "torch"),
+           "the CUDA kernel is hand-vectorised for bandwidth; Triton next"),
+    OpSpec("batch_norm_act", "ganfast.ops.batch_norm_act", ("torch", "triton"), ("triton", "torch"),
+           "two passes instead of eager's five"),
+    OpSpec("conv_affine_act", "ganfast.ops.conv_affine_act", ("torch", "triton"), ("torch", "triton"),
+           "cuDNN (TF32) until a measurement shows the implicit GEMM ahead"),
+    OpSpec("conv_bn_act", "ganfast.ops.conv_bn_act", ("torch", "triton"), ("triton", "torch"),
+           "batch_norm_act's kernels after cuDNN's convolution"),
+    OpSpec("conv_transpose2d", "ganfast.ops.conv_transpose2d", ("torch", "triton"), ("torch", "triton"),
+           "cuDNN until a measurement shows the sub-pixel kernel ahead"),
+    OpSpec("conv_transpose_bn_act", "ganfast.ops.conv_transpose_bn_act", ("torch", "triton"), ("triton", "torch"),
+           "batch_norm_act's kernels after the transposed convolution"),
+    OpSpec("feature_stats", "ganfast.ops.feature_stats", ("torch", "triton"), ("torch", "triton"),
+           "cuBLAS DGEMM until the fused kernel is measured against it"),
+    OpSpec("minibatch_discrimination", "ganfast.ops.minibatch_discrimination", ("torch", "triton"),
+           ("triton", "torch"), "the reference materialises (B, B, K, D)"),
+    OpSpec("minibatch_stddev", "ganfast.ops.minibatch_stddev", ("torch", "triton"), ("triton", "torch"),
+           "two passes instead of eager's seven"),
+    OpSpec("self_attention2d", "ganfast.ops.self_attention2d", ("torch", "triton"), ("triton", "torch"),
+           "the reference stores the (B, N, N) attention matrix"),
+    OpSpec("sqrtm", "ganfast.ops.sqrtm", ("torch",), ("torch",), "LAPACK / cuSOLVER factorizations"),
+    OpSpec("sqrtm_trace", "ganfast.ops.sqrtm", ("torch",), ("torch",), "LAPACK / cuSOLVER factorizations"),
+)
+
+_specs: Dict[str, OpSpec] = {}
+_loaders: Dict[Tuple[str, str], Callable[[], Any]] = {}
+_loaded: Dict[Tuple[str, str], Any] = {}
 _lock = threading.Lock()
 
 
-def register_op(op: str, auto_order: Tuple[str, ...] = ("cuda", "triton", "torch")) -> None:
-    """Declare an op and the order ``auto`` tries its backends in on CUDA.
+def register_op(
+    op: str,
+    auto_order: Tuple[str, ...] = ("cuda", "triton", "torch"),
+    backends: Optional[Tuple[str, ...]] = None,
+    module: str = "",
+    why: str = "",
+) -> OpSpec:
+    """Declare ``op``: its backends and the order ``auto`` tries them in on CUDA.
 
-    The order is a measured fact about the op (bench/RESULTS.md); on CPU
-    tensors ``auto`` always means ``torch``.
+    ganfast's own ops are the rows of :data:`OPS`, declared through this
+    function when this module is imported; an op defined elsewhere (a
+    plugin, a test's toy op) declares itself the same way before it calls
+    :func:`register`.  ``backends`` defaults to ``auto_order``'s.
+
+    Raises:
+        ValueError: a backend name is not one of :data:`BACKENDS`, or
+            ``auto_order`` names a backend the op does not have.
     """
-    for b in auto_order:
+    backends = tuple(auto_order) if backends is None else tuple(backends)
+    for b in backends + tuple(auto_order):
         if b not in BACKENDS:
-            raise ValueError(f"auto_order entries must be in {BACKENDS}; got {b!r}")
-    if op in _ops:
-        _ops[op].auto_order = tuple(auto_order)
-    else:
-        _ops[op] = _OpEntry(tuple(auto_order))
+            raise ValueError(f"backends and auto_order entries must be in {BACKENDS}; got {b!r}")
+    missing = [b for b in auto_order if b not in backends]
+    if missing:
+        raise ValueError(f"auto_order names {missing} that op {op!r} does not have (backends={backends})")
+    entry = OpSpec(op, module, backends, tuple(auto_order), why)
+    _specs[op] = entry
+    return entry
+
+
+for _row in OPS:
+    register_op(_row.name, _row.auto_order, _row.backends, _row.module, _row.why)
+del _row
 
 
 def register(op: str, backend: str, loader: Callable[[], Any]) -> None:
@@ -214,37 +278,46 @@ def register(op: str, backend: str, loader: Callable[[], Any]) -> None:
     ``loader`` is called once, on first use, and returns the implementation
     (an object whose attributes are the op's host functions).  Loading lazily
     keeps Triton and the extension out of ``import ganfast``.
+
+    Raises:
+        ValueError: ``op`` is not declared (:data:`OPS`, :func:`register_op`)
+            or does not list ``backend``.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}; got {backend!r}")
-    if op not in _ops:
-        register_op(op)
-    _ops[op].loaders[backend] = loader
+    entry = spec(op)
+    if backend not in entry.backends:
+        raise ValueError(
+            f"op {op!r} does not declare a {backend!r} backend (it has {entry.backends}); "
+            f"add it to its row in ganfast._backend.OPS"
+        )
+    _loaders[(op, backend)] = loader
+    _loaded.pop((op, backend), None)
 
 
 def ops() -> Tuple[str, ...]:
-    """Names of the registered ops."""
-    _import_ops()
-    return tuple(sorted(_ops))
+    """Names of the declared ops."""
+    return tuple(sorted(_specs))
 
 
-def _import_ops() -> None:
-    importlib.import_module("ganfast.ops")
+def implemented(op: str) -> Tuple[str, ...]:
+    """The backends of ``op`` whose implementation is registered (in :data:`BACKENDS` order)."""
+    return tuple(b for b in spec(op).backends if (op, b) in _loaders)
 
 
-def _entry(op: str) -> _OpEntry:
-    if op not in _ops:
-        _import_ops()
+def spec(op: str) -> OpSpec:
+    """The :class:`OpSpec` of ``op``.
+
+    Raises:
+        ValueError: no such op.
+    """
     try:
-        return _ops[op]
-    except KeyError:
-        raise ValueError(f"op must be one of {sorted(_ops)}; got {op!r}") from None
+        return _specs[op]
+    except (KeyError, TypeError):
+        raise ValueError(f"op must be one of {sorted(_specs)}; got {op!r}") from None
 
 
 def status(op: str, backend: str, device_type: str) -> Availability:
     """Can ``op`` run with ``backend`` on tensors of ``device_type`` here?"""
-    entry = _entry(op)
-    if backend not in entry.loaders:
+    if backend not in spec(op).backends:
         return Availability(False, f"op {op!r} has no {backend} implementation")
     return backend_status(backend, device_type)
 
@@ -260,6 +333,9 @@ def available_backends(op: Optional[str] = None, device: Any = None) -> Dict[str
     accounts for which implementations that op has.  ``device`` (a
     ``torch.device`` or string) defaults to the CUDA device when one is
     visible, else the CPU.
+
+    Raises:
+        ValueError: ``op`` is not an op's name.
     """
     device_type = torch.device(device).type if device is not None else _here()
     if op is None:
@@ -268,40 +344,53 @@ def available_backends(op: Optional[str] = None, device: Any = None) -> Dict[str
 
 
 def _load(op: str, backend: str) -> Any:
-    entry = _ops[op]
-    impl = entry.loaded.get(backend)
+    key = (op, backend)
+    impl = _loaded.get(key)
     if impl is None:
         with _lock:
-            impl = entry.loaded.get(backend)
+            impl = _loaded.get(key)
             if impl is None:
-                impl = entry.loaders[backend]()
-                entry.loaded[backend] = impl
+                loader = _loaders.get(key)
+                if loader is None:
+                    where = spec(op).module or "the op's module"
+                    raise BackendUnavailable(
+                        f"op {op!r} lists a {backend} backend but no implementation was registered; "
+                        f"importing {where} registers it"
+                    )
+                impl = loader()
+                _loaded[key] = impl
     return impl
 
 
-def resolve(op: str, requested: Optional[str], device: torch.device) -> str:
-    """The backend name that runs ``op`` on ``device`` for this request."""
-    requested = current_backend() if requested is None else _check_name(requested)
-    entry = _entry(op)
+def resolve(op: str, requested_backend: Optional[str], device: torch.device) -> str:
+    """The backend name that runs ``op`` on ``device`` for this request.
+
+    Raises:
+        BackendUnavailable: a backend named explicitly cannot run here (the
+            message says why and how to fix it).
+        ValueError: the name is not a backend's, or ``op`` is not an op's.
+    """
+    want = requested(requested_backend)
+    entry = spec(op)
     device_type = device.type
-    if requested == "auto":
+    if want == "auto":
         if device_type == "cpu":
             return "torch"
         for b in entry.auto_order:
-            if b in entry.loaders and backend_status(b, device_type):
+            if backend_status(b, device_type):
                 return b
         return "torch"
-    st = status(op, requested, device_type)
+    st = status(op, want, device_type)
     if not st:
         raise BackendUnavailable(
-            f"ganfast backend {requested!r} cannot run op {op!r} on {device_type} tensors: {st.reason}. "
+            f"ganfast backend {want!r} cannot run op {op!r} on {device_type} tensors: {st.reason}. "
             f"Use backend='auto' (or ganfast.use_backend('auto')) to fall back to what is available; "
             f"`ganfast doctor` lists what is available here."
         )
-    return requested
+    return want
 
 
-def select(op: str, requested: Optional[str], device: torch.device) -> Tuple[str, Any]:
+def select(op: str, requested_backend: Optional[str], device: torch.device) -> Tuple[str, Any]:
     """``(backend name, implementation)`` for one call of ``op``."""
-    name = resolve(op, requested, device)
+    name = resolve(op, requested_backend, device)
     return name, _load(op, name)

@@ -3,7 +3,7 @@
 setup.py builds the extension when it finds nvcc and CMake, and records what
 happened in ``ganfast/_build_status.json`` (built, skipped or failed, and
 why).  This module turns that record, or the ImportError, into an
-:class:`~ganfast._backend.Availability` whose reason says how to fix it.  Only
+:class:`~ganfast._errors.Availability` whose reason says how to fix it.  Only
 :mod:`ganfast._backend` decides whether the ``cuda`` backend runs; the host
 launchers in :mod:`ganfast.ops` call :func:`extension` and :func:`launch_args`.
 
@@ -19,7 +19,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Dict, Optional, Tuple
 
-from ._backend import Availability, BackendUnavailable
+from ._errors import Availability, BackendUnavailable
 
 STATUS_FILE = Path(__file__).with_name("_build_status.json")
 
@@ -110,7 +110,7 @@ def status() -> Availability:
 
 
 def extension() -> ModuleType:
-    """The ``ganfast._C`` module, or :class:`~ganfast._backend.BackendUnavailable` saying why not."""
+    """The ``ganfast._C`` module, or :class:`~ganfast._errors.BackendUnavailable` saying why not."""
     module, avail = _load()
     if module is None:
         raise BackendUnavailable(f"ganfast backend 'cuda' is unavailable: {avail.reason}")

@@ -55,3 +55,16 @@ def channel_geometry(t: torch.Tensor, dim: int) -> Tuple[int, int]:
     if channels == 1:
         return 1, 1
     return channels, t.stride(dim)
+
+
+def memory_format_of(t: torch.Tensor) -> torch.memory_format:
+    """The memory format a 4-D op's output takes for input ``t``.
+
+    channels_last when ``t`` is channels_last and not also plain contiguous
+    (as when C == 1 or H == W == 1, where both hold and NCHW is the
+    unambiguous answer), else contiguous NCHW: what ``torch.cat`` and cuDNN's
+    convolutions give.
+    """
+    if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format

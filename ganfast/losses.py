@@ -37,6 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._dtypes import compute_dtype
+
 Tensor = torch.Tensor
 
 __all__ = [
@@ -52,11 +54,6 @@ __all__ = [
     "feature_matching_loss",
     "HistoricalAveraging",
 ]
-
-
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    # float64 stays float64 (tests, gradcheck); everything else in float32.
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 # --------------------------------------------------------------------------
@@ -177,18 +174,28 @@ def _lookup(kind) -> _Loss:
     return loss
 
 
-def _check_output(t, name: str) -> Tensor:
-    """A discriminator output of shape (B, ...), flattened to one dimension in the compute dtype."""
+def _batch(t, name: str, what: str) -> Tensor:
+    """``t``: a floating-point tensor ``(B, ...)`` with at least one element (``what`` says what it holds).
+
+    Raises:
+        TypeError: not a tensor, or not floating point.
+        ValueError: 0-d, or empty.
+    """
     if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor (the raw discriminator output); got {type(t).__name__}")
+        raise TypeError(f"{name} must be a torch.Tensor ({what}); got {type(t).__name__}")
     if not t.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor; got dtype {t.dtype}")
     if t.dim() == 0:
-        raise ValueError(f"{name} must have shape (B, ...) with a batch dimension (one value or one map of values "
-                         f"per sample); got a 0-d tensor")
+        raise ValueError(f"{name} must have shape (B, ...) with a batch dimension ({what}); got a 0-d tensor")
     if t.numel() == 0:
         raise ValueError(f"{name} is an empty batch (shape {tuple(t.shape)}); the mean over it is undefined")
-    return t.reshape(-1).to(_compute_dtype(t.dtype))
+    return t
+
+
+def _check_output(t, name: str) -> Tensor:
+    """A discriminator output of shape (B, ...), flattened to one dimension in the compute dtype."""
+    t = _batch(t, name, "the raw discriminator output: one value or one map of values per sample")
+    return t.reshape(-1).to(compute_dtype(t.dtype))
 
 
 def _check_label(value, name: str, kind: _Loss, default: float) -> float:
@@ -264,15 +271,7 @@ def generator_loss(kind: str, fake_out: Tensor, real_out: Optional[Tensor] = Non
 # --------------------------------------------------------------------------
 
 def _check_batch(x, name: str) -> Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor (a batch of D's inputs); got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor; got dtype {x.dtype}")
-    if x.dim() == 0:
-        raise ValueError(f"{name} must have a batch dimension, shape (B, ...); got a 0-d tensor")
-    if x.shape[0] == 0:
-        raise ValueError(f"{name} is an empty batch (shape {tuple(x.shape)}); the mean over it is undefined")
-    return x
+    return _batch(x, name, "a batch of D's inputs")
 
 
 def _uniform(n: int, like: Tensor, generator: Optional[torch.Generator]) -> Tensor:
@@ -307,7 +306,7 @@ def _input_grads(critic: Callable[[Tensor], Tensor], x: Tensor, scaler, what: st
     if not out.requires_grad:
         raise RuntimeError(f"{what}: the critic's output does not depend on its input through autograd "
                            f"(called under torch.no_grad(), or the critic detaches its input?)")
-    total = out.to(_compute_dtype(out.dtype)).sum()
+    total = out.to(compute_dtype(out.dtype)).sum()
     scale = None
     if scaler is not None and scaler.is_enabled():
         # PyTorch AMP examples, "Gradient penalty": differentiate the scaled
@@ -321,7 +320,7 @@ def _input_grads(critic: Callable[[Tensor], Tensor], x: Tensor, scaler, what: st
     (grad,) = torch.autograd.grad(total, x, create_graph=True, allow_unused=True)
     if grad is None:  # an output independent of x: the gradient is zero
         grad = torch.zeros_like(x)
-    grad = grad.reshape(batch, -1).to(_compute_dtype(grad.dtype))
+    grad = grad.reshape(batch, -1).to(compute_dtype(grad.dtype))
     if scale is not None:
         grad = grad / scale.to(grad.dtype)
     return grad
@@ -506,8 +505,8 @@ def feature_matching_loss(real_features: Tensor, fake_features: Tensor) -> Tenso
     if real.device != fake.device:
         raise ValueError(f"real_features and fake_features must be on the same device; "
                          f"got {real.device} and {fake.device}")
-    real_mean = real.detach().to(_compute_dtype(real.dtype)).reshape(real.shape[0], -1).mean(dim=0)
-    fake_mean = fake.to(_compute_dtype(fake.dtype)).reshape(fake.shape[0], -1).mean(dim=0)
+    real_mean = real.detach().to(compute_dtype(real.dtype)).reshape(real.shape[0], -1).mean(dim=0)
+    fake_mean = fake.to(compute_dtype(fake.dtype)).reshape(fake.shape[0], -1).mean(dim=0)
     return (real_mean - fake_mean).square().sum()
 
 
@@ -536,7 +535,7 @@ class HistoricalAveraging:
             raise ValueError("module has no parameters that require a gradient; nothing to average")
         with torch.no_grad():
             self._means: Dict[str, Tensor] = {
-                name: p.detach().to(_compute_dtype(p.dtype)).clone() for name, p in self._params.items()
+                name: p.detach().to(compute_dtype(p.dtype)).clone() for name, p in self._params.items()
             }
         self.count = 1
 

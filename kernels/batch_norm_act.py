@@ -41,7 +41,8 @@ import triton
 import triton.language as tl
 
 from ganfast import _layout
-from ganfast.kernels.bias_act import _offsets, _scalar, _split
+from ganfast._dtypes import compute_dtype
+from ganfast.kernels._common import acc_type, flat_offsets, scalar, split_scalar
 
 # -- device functions -----------------------------------------------------------------
 
@@ -140,7 +141,7 @@ def _reduce_kernel(
     channels,
     channel_stride,  # H*W for NCHW, 1 for channels_last
     inner,  # = channel_stride: contiguous elements of one channel in a run
-    slope_hi,  # leaky_relu slope (hi + lo, see bias_act._scalar)
+    slope_hi,  # leaky_relu slope (hi + lo, see _common.scalar)
     slope_lo,
     WHAT: tl.constexpr,  # "stats": a = mean - pivot, b = M2; "grad": a = sum gz, b = sum gz * xc
     ACC: tl.constexpr,
@@ -172,7 +173,7 @@ def _reduce_kernel(
         scale = tl.load(scale_ptr + c, mask=cmask, other=0.0).to(ACC)
         shift = tl.load(shift_ptr + c, mask=cmask, other=0.0).to(ACC)
         mean = tl.load(mean_ptr + c, mask=cmask, other=0.0).to(ACC)
-        slope = _scalar(slope_hi, slope_lo, ACC)
+        slope = scalar(slope_hi, slope_lo, ACC)
     first = pid_p * tiles_per_program
     for t in range(first, tl.minimum(first + tiles_per_program, num_tiles)):
         offs, mask = _tile(t, c, cmask, outer, outer_stride, channel_stride, inner, BLOCK_O1, BLOCK_O2, BLOCK_I,
@@ -279,13 +280,13 @@ def _apply_kernel(
     INDEX64: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    offs, mask = _offsets(n, BLOCK, INDEX64)
+    offs, mask = flat_offsets(n, BLOCK, INDEX64)
     c = (offs // channel_stride) % channels
     y = tl.load(y_ptr + offs, mask=mask, other=0.0).to(ACC)
     scale = tl.load(scale_ptr + c, mask=mask, other=0.0).to(ACC)
     shift = tl.load(shift_ptr + c, mask=mask, other=0.0).to(ACC)
     mean = tl.load(mean_ptr + c, mask=mask, other=0.0).to(ACC)
-    slope = _scalar(slope_hi, slope_lo, ACC)
+    slope = scalar(slope_hi, slope_lo, ACC)
     # Centred first: with shift = beta - mean * scale instead, y * scale + shift
     # cancels catastrophically when |mean| >> std (1e-4 relative at 1e3).
     pre = (y - mean) * scale + shift
@@ -299,7 +300,7 @@ def _apply_kernel(
         else:
             # BatchNorm's training backward, with the batch statistics'
             # own gradients: gamma*invstd * (gz - mean(gz) - xc * invstd^2 * mean(gz * xc)).
-            rcount = _scalar(rcount_hi, rcount_lo, ACC)
+            rcount = scalar(rcount_hi, rcount_lo, ACC)
             invstd = tl.load(invstd_ptr + c, mask=mask, other=0.0).to(ACC)
             gi = tl.load(gamma_invstd_ptr + c, mask=mask, other=0.0).to(ACC)
             sum_gz = tl.load(sum_gz_ptr + c, mask=mask, other=0.0).to(ACC)
@@ -404,10 +405,6 @@ def _geometry(y: torch.Tensor) -> _Geometry:
                      channel_stride, channel_stride)
 
 
-def _acc(y: torch.Tensor) -> Tuple[torch.dtype, tl.dtype]:
-    return (torch.float64, tl.float64) if y.dtype == torch.float64 else (torch.float32, tl.float32)
-
-
 def _dense(y: torch.Tensor) -> torch.Tensor:
     if y.dim() < 2:
         raise ValueError(f"y: expected (N, C, *) with channels at dim 1, got shape {tuple(y.shape)}")
@@ -447,7 +444,7 @@ def _reduce(what: str, y: torch.Tensor, g, scale, shift, mean, negative_slope: f
     """Two-level per-channel reduction of ``y`` (and ``g``): returns two (C,) acc-dtype tensors."""
     geo = _geometry(y)
     cfg = _config(y.numel(), geo)
-    acc, acc_tl = _acc(y)
+    acc, acc_tl = compute_dtype(y.dtype), acc_type(y.dtype)
     out_a = torch.empty(geo.channels, dtype=acc, device=y.device)
     out_b = torch.empty_like(out_a)
     count = geo.outer * geo.inner
@@ -471,7 +468,7 @@ def _reduce(what: str, y: torch.Tensor, g, scale, shift, mean, negative_slope: f
         cfg.tiles_per_program,
         cfg.num_parts,
         *geo,
-        *_split(negative_slope),
+        *split_scalar(negative_slope),
         WHAT=what,
         ACC=acc_tl,
         INDEX64=_index64(last),
@@ -506,7 +503,7 @@ def _apply(mode: str, y: torch.Tensor, g, vectors, negative_slope: float, rcount
         return out
     geo = _geometry(y)
     cfg = _config(n, geo)
-    _, acc_tl = _acc(y)
+    acc_tl = acc_type(y.dtype)
     vectors = list(vectors) + [vectors[0]] * (7 - len(vectors))  # unused slots: placeholders, never read
     _apply_kernel[(triton.cdiv(n, cfg.block),)](
         y,
@@ -516,8 +513,8 @@ def _apply(mode: str, y: torch.Tensor, g, vectors, negative_slope: float, rcount
         n,
         geo.channels,
         geo.channel_stride,
-        *_split(negative_slope),
-        *_split(rcount),
+        *split_scalar(negative_slope),
+        *split_scalar(rcount),
         MODE=mode,
         ACC=acc_tl,
         INDEX64=_index64(n + cfg.block),

@@ -15,20 +15,22 @@ channels``; the host functions make the inputs dense first (ganfast._layout).
 
 Numerics match ``ganfast.ref.bias_act`` (the definition), including NaN
 propagation: comparisons are written so that NaN falls through to the
-branch torch takes.
+branch torch takes.  The activation names are the table's
+(``ganfast._activations``); a name the switches below do not know fails the
+compilation instead of computing another activation.
 """
 
 from __future__ import annotations
 
 from typing import Optional, Tuple
 
-import numpy as np
 import torch
 import triton
 import triton.language as tl
 
 from ganfast import _layout
-from ganfast.ref.bias_act import canonical_act, compute_dtype
+from ganfast._activations import canonical_act
+from ganfast.kernels._common import acc_type, flat_offsets, scalar, split_scalar
 
 # -- device functions -----------------------------------------------------------------
 
@@ -77,8 +79,11 @@ def _act(z, alpha, ACT: tl.constexpr):
         a = _tanh(z)
     elif ACT == "sigmoid":
         a = _sigmoid(z)
-    else:  # silu
+    elif ACT == "silu":
         a = z * _sigmoid(z)
+    else:
+        tl.static_assert(False, "bias_act: unknown activation (not in ganfast._activations)")
+        a = z
     return a
 
 
@@ -97,18 +102,13 @@ def _act_backward(ga, z, a, alpha, ACT: tl.constexpr):
         d = ga * (1.0 - a * a)
     elif ACT == "sigmoid":
         d = ga * (a * (1.0 - a))
-    else:  # silu
+    elif ACT == "silu":
         s = _sigmoid(z)
         d = ga * (s * (1.0 + z * (1.0 - s)))
+    else:
+        tl.static_assert(False, "bias_act: unknown activation (not in ganfast._activations)")
+        d = ga
     return d
-
-
-@triton.jit
-def _scalar(hi, lo, ACC: tl.constexpr):
-    # Triton passes Python floats as float32.  A float64 scalar travels as
-    # hi + lo (two float32s: 48 significant bits) and is rebuilt here, so the
-    # float64 path is exact to ~1e-14 rather than to float32's 1e-7.
-    return tl.cast(hi, ACC) + tl.cast(lo, ACC)
 
 
 @triton.jit
@@ -120,88 +120,55 @@ def _load_z(x_ptr, b_ptr, offs, mask, channels, channel_stride, HAS_BIAS: tl.con
     return z
 
 
-@triton.jit
-def _offsets(n, BLOCK: tl.constexpr, INDEX64: tl.constexpr):
-    pid = tl.program_id(0)
-    if INDEX64:
-        start = pid.to(tl.int64) * BLOCK
-    else:
-        start = pid * BLOCK
-    offs = start + tl.arange(0, BLOCK)
-    return offs, offs < n
-
-
-# -- kernels ----------------------------------------------------------------------------
+# -- kernel ---------------------------------------------------------------------------
 
 
 @triton.jit
-def _bias_act_fwd_kernel(
+def _bias_act_kernel(
     x_ptr,  # *T, dense, n elements
+    g_ptr,  # *T, incoming gradient in x's layout (BACKWARD only; else a placeholder, never read)
     b_ptr,  # *Tb, channels elements (unused when HAS_BIAS is False)
-    y_ptr,  # *T, same layout as x
+    out_ptr,  # *T, x's layout: y (forward), or the gradient w.r.t. x and z = x + b (BACKWARD)
     n,  # number of elements
     channels,  # size of the bias dimension
     channel_stride,  # stride of the bias dimension, in elements
-    alpha_hi,  # leaky_relu slope (hi + lo, see _scalar)
+    alpha_hi,  # leaky_relu slope (hi + lo, see _common.scalar)
     alpha_lo,
     gain_hi,
     gain_lo,
     clamp_hi,  # used when HAS_CLAMP
     clamp_lo,
     ACT: tl.constexpr,
+    BACKWARD: tl.constexpr,
     HAS_BIAS: tl.constexpr,
     HAS_CLAMP: tl.constexpr,
     ACC: tl.constexpr,  # tl.float32, or tl.float64 for float64 inputs
     INDEX64: tl.constexpr,  # 64-bit offsets when n + BLOCK may exceed 2^31
     BLOCK: tl.constexpr,
 ):
-    offs, mask = _offsets(n, BLOCK, INDEX64)
-    alpha = _scalar(alpha_hi, alpha_lo, ACC)
-    gain = _scalar(gain_hi, gain_lo, ACC)
+    # One kernel for both directions: they share the prologue (offsets,
+    # scalars, z = x + b) and the activation; BACKWARD is a compile-time
+    # switch, so each direction compiles to its own specialisation.
+    offs, mask = flat_offsets(n, BLOCK, INDEX64)
+    alpha = scalar(alpha_hi, alpha_lo, ACC)
+    gain = scalar(gain_hi, gain_lo, ACC)
     z = _load_z(x_ptr, b_ptr, offs, mask, channels, channel_stride, HAS_BIAS, ACC)
-    y = _act(z, alpha, ACT) * gain
-    if HAS_CLAMP:
-        clamp = _scalar(clamp_hi, clamp_lo, ACC)
-        # Comparisons rather than minimum/maximum so that NaN propagates.
-        y = tl.where(y > clamp, clamp, tl.where(y < -clamp, -clamp, y))
-    tl.store(y_ptr + offs, y.to(y_ptr.dtype.element_ty), mask=mask)
-
-
-@triton.jit
-def _bias_act_bwd_kernel(
-    g_ptr,  # *T, incoming gradient, same layout as x
-    x_ptr,  # *T
-    b_ptr,  # *Tb
-    dz_ptr,  # *T, gradient w.r.t. x (and w.r.t. z = x + b)
-    n,
-    channels,
-    channel_stride,
-    alpha_hi,
-    alpha_lo,
-    gain_hi,
-    gain_lo,
-    clamp_hi,
-    clamp_lo,
-    ACT: tl.constexpr,
-    HAS_BIAS: tl.constexpr,
-    HAS_CLAMP: tl.constexpr,
-    ACC: tl.constexpr,
-    INDEX64: tl.constexpr,
-    BLOCK: tl.constexpr,
-):
-    offs, mask = _offsets(n, BLOCK, INDEX64)
-    alpha = _scalar(alpha_hi, alpha_lo, ACC)
-    gain = _scalar(gain_hi, gain_lo, ACC)
-    z = _load_z(x_ptr, b_ptr, offs, mask, channels, channel_stride, HAS_BIAS, ACC)
-    g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(ACC)
     a = _act(z, alpha, ACT)
-    if HAS_CLAMP:
-        # torch's order: clamp's backward (a select), the gain, the activation's backward.
-        clamp = _scalar(clamp_hi, clamp_lo, ACC)
-        y0 = a * gain
-        g = tl.where((y0 >= -clamp) & (y0 <= clamp), g, 0.0)
-    d = _act_backward(g * gain, z, a, alpha, ACT)
-    tl.store(dz_ptr + offs, d.to(dz_ptr.dtype.element_ty), mask=mask)
+    if BACKWARD:
+        g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(ACC)
+        if HAS_CLAMP:
+            # torch's order: clamp's backward (a select), the gain, the activation's backward.
+            clamp = scalar(clamp_hi, clamp_lo, ACC)
+            y0 = a * gain
+            g = tl.where((y0 >= -clamp) & (y0 <= clamp), g, 0.0)
+        out = _act_backward(g * gain, z, a, alpha, ACT)
+    else:
+        out = a * gain
+        if HAS_CLAMP:
+            clamp = scalar(clamp_hi, clamp_lo, ACC)
+            # Comparisons rather than minimum/maximum so that NaN propagates.
+            out = tl.where(out > clamp, clamp, tl.where(out < -clamp, -clamp, out))
+    tl.store(out_ptr + offs, out.to(out_ptr.dtype.element_ty), mask=mask)
 
 
 # -- host functions -------------------------------------------------------------------
@@ -214,72 +181,48 @@ def _config(n: int) -> Tuple[int, int]:
     return 1024, 4
 
 
-def _split(v: float) -> Tuple[float, float]:
-    """``v`` as float32 hi + lo (see ``_scalar``)."""
-    hi = float(np.float32(v))
-    return hi, float(np.float32(v - hi))
-
-
-def _launch(kernel, out: torch.Tensor, tensors, x: torch.Tensor, bias, act, alpha, gain, clamp, dim) -> None:
+def _run(grad, x, bias, act, alpha, gain, clamp, dim) -> torch.Tensor:
+    """The forward (``grad`` None) or the gradient w.r.t. x, in x's dtype and (dense) layout."""
+    x = _layout.dense(x)
+    out = torch.empty_like(x)
     n = x.numel()
     if n == 0:
-        return
+        return out
+    if grad is not None:
+        grad = _layout.like(grad.to(x.dtype), x)
+    bias = bias.contiguous() if bias is not None else None
     block, warps = _config(n)
     channels, channel_stride = _layout.channel_geometry(x, dim)
-    acc = tl.float64 if compute_dtype(x.dtype) == torch.float64 else tl.float32
-    b = bias if bias is not None else x  # placeholder pointer, never read
-    kernel[(triton.cdiv(n, block),)](
-        *tensors,
-        b,
+    _bias_act_kernel[(triton.cdiv(n, block),)](
+        x,
+        grad if grad is not None else x,  # placeholder pointer, never read
+        bias if bias is not None else x,  # placeholder pointer, never read
         out,
         n,
         channels,
         channel_stride,
-        *_split(alpha),
-        *_split(gain),
-        *_split(clamp if clamp is not None else 0.0),
+        *split_scalar(alpha),
+        *split_scalar(gain),
+        *split_scalar(clamp if clamp is not None else 0.0),
         ACT=canonical_act(act),
+        BACKWARD=grad is not None,
         HAS_BIAS=bias is not None,
         HAS_CLAMP=clamp is not None,
-        ACC=acc,
+        ACC=acc_type(x.dtype),
         INDEX64=n + block >= 2**31,
         BLOCK=block,
         num_warps=warps,
     )
+    return out
 
 
-def forward(
-    x: torch.Tensor,
-    bias: Optional[torch.Tensor],
-    act: str,
-    negative_slope: float,
-    gain: float,
-    clamp: Optional[float],
-    dim: int,
-) -> torch.Tensor:
+def forward(x: torch.Tensor, bias: Optional[torch.Tensor], act: str, negative_slope: float, gain: float,
+            clamp: Optional[float], dim: int) -> torch.Tensor:
     """Fused forward; the output has ``x``'s layout (dense ``x``) or a dense copy's."""
-    x = _layout.dense(x)
-    y = torch.empty_like(x)
-    bias = bias.contiguous() if bias is not None else None
-    _launch(_bias_act_fwd_kernel, y, (x,), x, bias, act, negative_slope, gain, clamp, dim)
-    return y
+    return _run(None, x, bias, act, negative_slope, gain, clamp, dim)
 
 
-def backward(
-    grad: torch.Tensor,
-    x: torch.Tensor,
-    bias: Optional[torch.Tensor],
-    act: str,
-    negative_slope: float,
-    gain: float,
-    clamp: Optional[float],
-    dim: int,
-) -> torch.Tensor:
+def backward(grad: torch.Tensor, x: torch.Tensor, bias: Optional[torch.Tensor], act: str, negative_slope: float,
+             gain: float, clamp: Optional[float], dim: int) -> torch.Tensor:
     """Gradient w.r.t. x (= w.r.t. z) of the fused op, in ``x``'s dtype and layout."""
-    x = _layout.dense(x)
-    grad = _layout.like(grad.to(x.dtype), x)
-    dz = torch.empty_like(x)
-    bias = bias.contiguous() if bias is not None else None
-    # Argument order of the kernel is (g, x, b, dz, ...).
-    _launch(_bias_act_bwd_kernel, dz, (grad, x), x, bias, act, negative_slope, gain, clamp, dim)
-    return dz
+    return _run(grad, x, bias, act, negative_slope, gain, clamp, dim)

@@ -41,8 +41,10 @@ import torch
 import triton
 import triton.language as tl
 
+from ganfast import _layout
+from ganfast._dtypes import FLOAT_DTYPES, compute_dtype
 from ganfast.kernels import INTERPRET
-from ganfast.kernels.bias_act import _scalar, _split
+from ganfast.kernels._common import acc_type, dot_upcast, scalar, split_scalar
 
 # -- device functions -----------------------------------------------------------------
 
@@ -221,7 +223,7 @@ def _conv_kernel(
     pad_w,
     m_tiles,  # BLOCK_M tiles per phase (of the largest phase)
     plane,  # num_tiles * c_out: distance between the planes of part
-    slope_hi,  # leaky ReLU slope (hi + lo, see bias_act._scalar)
+    slope_hi,  # leaky ReLU slope (hi + lo, see _common.scalar)
     slope_lo,
     KH: tl.constexpr,
     KW: tl.constexpr,
@@ -233,7 +235,7 @@ def _conv_kernel(
     STATS: tl.constexpr,  # write the tile's partial statistics of acc (before the bias)
     ACC: tl.constexpr,  # tl.float32, or tl.float64 for float64 inputs
     INDEX64: tl.constexpr,  # 64-bit offsets: a tensor spans more than 2^30 elements
-    DOT_F32: tl.constexpr,  # feed tl.dot float32 tiles (bfloat16 under the interpreter, see _run)
+    DOT_F32: tl.constexpr,  # feed tl.dot float32 tiles (bfloat16 under the interpreter: _common.dot_upcast)
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
@@ -320,7 +322,7 @@ def _conv_kernel(
     if STATS:
         _tile_stats(acc, rmask, co, cmask, part_ptr, phase * m_tiles + pid_m, plane, c_out, ACC, BLOCK_M, BLOCK_N,
                     SUM_SPLIT)
-    slope = _scalar(slope_hi, slope_lo, ACC)
+    slope = scalar(slope_hi, slope_lo, ACC)
     v = _epilogue(acc, co, cmask, b_ptr, scale_ptr, shift_ptr, slope, HAS_BIAS, HAS_SCALE, HAS_SHIFT, HAS_ACT, ACC)
     oh = oh0 + oh_step * p_h
     ow = ow0 + ow_step * p_w
@@ -361,7 +363,7 @@ def _config(m: int, n: int, k: int, dtype: torch.dtype) -> _Config:
     return _Config(block_m, block_n, block_k, warps, stages)
 
 
-_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_DTYPES = FLOAT_DTYPES
 #: Tensors spanning more elements than this get 64-bit offsets.  2^30, not
 #: 2^31: masked lanes (padding rows, the last partial tile) compute offsets
 #: a little beyond the tensor, which must not wrap either.
@@ -370,15 +372,12 @@ _INDEX32_LIMIT = 1 << 30
 IntPair = Union[int, Sequence[int]]
 
 
-def memory_format(x: torch.Tensor) -> torch.memory_format:
-    """The layout of the output for input ``x``: channels_last when ``x`` is
-    channels_last (and not also plain contiguous, as when C == 1 or H == W == 1),
-    else contiguous NCHW."""
-    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-        return torch.channels_last
-    return torch.contiguous_format
+#: The layout of the output for input ``x`` (channels_last in, channels_last out).
+memory_format = _layout.memory_format_of
 
 
+# The kernels' own argument checks ("name: expected ...") are this module's tested interface
+# for callers that skip the op layer; the op layer's twin is ganfast._checks.check_pair.
 def _pair(value: IntPair, name: str) -> Tuple[int, int]:
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         return int(value), int(value)
@@ -480,10 +479,6 @@ def _problem(x, weight, stride, padding, output_padding, transposed: bool) -> _P
     return _Problem(x, weight, w_strides, c_out, kernel, stride, padding, out)
 
 
-def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 def _run(
     prob: _Problem,
     transposed: bool,
@@ -515,7 +510,7 @@ def _run(
     h_out, w_out = prob.out_size
     kh, kw = prob.kernel
     y = torch.empty((batch, c_out, h_out, w_out), dtype=out_dtype, device=x.device, memory_format=memory_format(x))
-    acc_dtype = _acc_dtype(x.dtype)
+    acc_dtype = compute_dtype(x.dtype)
 
     if transposed:
         sh, sw = prob.stride
@@ -546,13 +541,7 @@ def _run(
             shift if shift is not None else placeholder,
             y,
             part if part is not None else placeholder,
-            batch,
-            c_in,
-            h_in,
-            w_in,
-            c_out,
-            h_out,
-            w_out,
+            batch, c_in, h_in, w_in, c_out, h_out, w_out,  # the kernel's size arguments, in its order
             *x.stride(),
             *prob.w_strides,
             *y.stride(),
@@ -560,7 +549,7 @@ def _run(
             *prob.padding,
             m_tiles,
             phases * m_tiles * c_out,
-            *_split(negative_slope if negative_slope is not None else 0.0),
+            *split_scalar(negative_slope if negative_slope is not None else 0.0),
             KH=kh,
             KW=kw,
             TRANSPOSED=transposed,
@@ -569,13 +558,9 @@ def _run(
             HAS_SHIFT=shift is not None,
             HAS_ACT=negative_slope is not None,
             STATS=stats,
-            ACC=tl.float64 if acc_dtype == torch.float64 else tl.float32,
+            ACC=acc_type(x.dtype),
             INDEX64=index64,
-            # The CPU interpreter (triton 3.6 and 3.9) keeps bfloat16 as uint16 and
-            # its dot multiplies those integers.  Upcasting is exact (bfloat16
-            # products are exact in float32), so the result is what a GPU's
-            # bfloat16 MMA with float32 accumulation gives.
-            DOT_F32=INTERPRET and x.dtype == torch.bfloat16,
+            DOT_F32=dot_upcast(x.dtype),  # see _common.dot_upcast
             BLOCK_M=cfg.block_m,
             BLOCK_N=cfg.block_n,
             BLOCK_K=cfg.block_k,
@@ -611,17 +596,17 @@ def _stats(y: torch.Tensor, part: torch.Tensor, bias: Optional[torch.Tensor]):
     return y, mean, var
 
 
-def conv2d(
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    bias: Optional[torch.Tensor] = None,
-    stride: IntPair = (1, 1),
-    padding: IntPair = (0, 0),
-    scale: Optional[torch.Tensor] = None,
-    shift: Optional[torch.Tensor] = None,
-    negative_slope: Optional[float] = None,
-    out_dtype: Optional[torch.dtype] = None,
-) -> torch.Tensor:
+def _conv(x, weight, bias, stride, padding, output_padding, transposed: bool, scale=None, shift=None,
+          negative_slope=None, out_dtype=None, stats: bool = False):
+    """Every public function below: checks, one launch, and the statistics when asked for."""
+    prob = _problem(x, weight, stride, padding, output_padding, transposed=transposed)
+    y, part = _run(prob, transposed, bias, scale, shift, negative_slope, out_dtype, stats=stats)
+    return _stats(y, part, bias) if stats else y
+
+
+def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None, stride: IntPair = (1, 1),
+           padding: IntPair = (0, 0), scale: Optional[torch.Tensor] = None, shift: Optional[torch.Tensor] = None,
+           negative_slope: Optional[float] = None, out_dtype: Optional[torch.dtype] = None) -> torch.Tensor:
     """``F.conv2d(x, weight, bias, stride, padding)`` (groups 1, dilation 1,
     kernel 1..7), then per output channel ``v * scale + shift`` (either may
     be None: 1 and 0) and, when ``negative_slope`` is not None,
@@ -630,55 +615,31 @@ def conv2d(
     ``scale`` and ``shift`` are float32 or float64 (C_out,) tensors.  The
     result has ``out_dtype`` (default: x's) and x's layout (``memory_format``).
     """
-    prob = _problem(x, weight, stride, padding, None, transposed=False)
-    y, _ = _run(prob, False, bias, scale, shift, negative_slope, out_dtype, stats=False)
-    return y
+    return _conv(x, weight, bias, stride, padding, None, False, scale, shift, negative_slope, out_dtype)
 
 
-def conv2d_stats(
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    bias: Optional[torch.Tensor] = None,
-    stride: IntPair = (1, 1),
-    padding: IntPair = (0, 0),
-) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def conv2d_stats(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
+                 stride: IntPair = (1, 1), padding: IntPair = (0, 0)
+                 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(y, mean, var)``: ``y = F.conv2d(x, weight, bias, stride, padding)``
     and its per-channel mean and biased variance over (N, H, W), in float32
     (float64 for float64 x), computed from the float32/float64 accumulator,
     not from the rounded y."""
-    prob = _problem(x, weight, stride, padding, None, transposed=False)
-    y, part = _run(prob, False, bias, None, None, None, None, stats=True)
-    return _stats(y, part, bias)
+    return _conv(x, weight, bias, stride, padding, None, False, stats=True)
 
 
-def conv_transpose2d(
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    bias: Optional[torch.Tensor] = None,
-    stride: IntPair = (1, 1),
-    padding: IntPair = (0, 0),
-    output_padding: IntPair = (0, 0),
-    scale: Optional[torch.Tensor] = None,
-    shift: Optional[torch.Tensor] = None,
-    negative_slope: Optional[float] = None,
-) -> torch.Tensor:
+def conv_transpose2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
+                     stride: IntPair = (1, 1), padding: IntPair = (0, 0), output_padding: IntPair = (0, 0),
+                     scale: Optional[torch.Tensor] = None, shift: Optional[torch.Tensor] = None,
+                     negative_slope: Optional[float] = None) -> torch.Tensor:
     """``F.conv_transpose2d(x, weight, bias, stride, padding, output_padding)``
     (weight (C_in, C_out, kh, kw), groups 1, dilation 1, kernel 1..7, stride
     1..4), with the same optional epilogue as :func:`conv2d`."""
-    prob = _problem(x, weight, stride, padding, output_padding, transposed=True)
-    y, _ = _run(prob, True, bias, scale, shift, negative_slope, None, stats=False)
-    return y
+    return _conv(x, weight, bias, stride, padding, output_padding, True, scale, shift, negative_slope)
 
 
-def conv_transpose2d_stats(
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    bias: Optional[torch.Tensor] = None,
-    stride: IntPair = (1, 1),
-    padding: IntPair = (0, 0),
-    output_padding: IntPair = (0, 0),
-) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def conv_transpose2d_stats(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
+                           stride: IntPair = (1, 1), padding: IntPair = (0, 0), output_padding: IntPair = (0, 0)
+                           ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(y, mean, var)`` for :func:`conv_transpose2d`, as :func:`conv2d_stats`."""
-    prob = _problem(x, weight, stride, padding, output_padding, transposed=True)
-    y, part = _run(prob, True, bias, None, None, None, None, stats=True)
-    return _stats(y, part, bias)
+    return _conv(x, weight, bias, stride, padding, output_padding, True, stats=True)

@@ -1,4 +1,4 @@
-"""Triton kernel for ``feature_stats_update``: ``total += sum(x - c)``, ``gram += (x - c)^T (x - c)``.
+"""Triton kernel for ``feature_stats``: ``total += sum(x - c)``, ``gram += (x - c)^T (x - c)``.
 
 The arithmetic: for a batch of N rows of d features, the Gram update is
 ``N d^2`` multiply-adds (2 GFLOP at N = 256, d = 2048) against ``N d``

@@ -38,6 +38,8 @@ import torch
 import triton
 import triton.language as tl
 
+from ganfast.kernels._common import acc_type
+
 
 @triton.jit
 def _distance(m_ptr, rows, cols, rmask, cmask, s_b, s_d, D: tl.constexpr, ACC: tl.constexpr, BLOCK_I: tl.constexpr,
@@ -49,6 +51,16 @@ def _distance(m_ptr, rows, cols, rmask, cmask, s_b, s_d, D: tl.constexpr, ACC: t
         mj = tl.load(m_ptr + cols * s_b + d * s_d, mask=cmask, other=0.0).to(ACC)
         dist += tl.abs(mi[:, None] - mj[None, :])
     return dist
+
+
+@triton.jit
+def _program_rows(m_ptr, B, n_blocks, s_mk, BLOCK_I: tl.constexpr):
+    """This program's kernel b, its BLOCK_I rows i (and their mask) and M's pointer at kernel b:
+    ``n_blocks`` programs per kernel, both kernels laid out so."""
+    pid = tl.program_id(0)
+    b = (pid // n_blocks).to(tl.int64)
+    rows = (pid % n_blocks) * BLOCK_I + tl.arange(0, BLOCK_I)
+    return b, rows, rows < B, m_ptr + b * s_mk
 
 
 @triton.jit
@@ -64,11 +76,7 @@ def _forward_kernel(
     BLOCK_I: tl.constexpr,
     BLOCK_J: tl.constexpr,
 ):
-    pid = tl.program_id(0)
-    b = (pid // n_blocks).to(tl.int64)
-    rows = (pid % n_blocks) * BLOCK_I + tl.arange(0, BLOCK_I)
-    rmask = rows < B
-    base = m_ptr + b * s_mk
+    b, rows, rmask, base = _program_rows(m_ptr, B, n_blocks, s_mk, BLOCK_I)
     acc = tl.zeros((BLOCK_I,), dtype=ACC)
     for j0 in range(0, B, BLOCK_J):
         cols = j0 + tl.arange(0, BLOCK_J)
@@ -95,11 +103,7 @@ def _backward_kernel(
     BLOCK_I: tl.constexpr,
     BLOCK_J: tl.constexpr,
 ):
-    pid = tl.program_id(0)
-    b = (pid // n_blocks).to(tl.int64)
-    rows = (pid % n_blocks) * BLOCK_I + tl.arange(0, BLOCK_I)
-    rmask = rows < B
-    base = m_ptr + b * s_mk
+    b, rows, rmask, base = _program_rows(m_ptr, B, n_blocks, s_mk, BLOCK_I)
     dims = tl.arange(0, DB)
     gi = tl.load(g_ptr + rows * s_gb + b * s_gk, mask=rmask, other=0.0).to(ACC)
     acc = tl.zeros((BLOCK_I, DB), dtype=ACC)
@@ -132,10 +136,6 @@ def _config(B: int) -> Tuple[int, int, int]:
     return bi, bj, 4 if bi * bj >= 2048 else 2
 
 
-def _acc(dtype: torch.dtype):
-    return tl.float64 if dtype == torch.float64 else tl.float32
-
-
 def _kdb(M: torch.Tensor) -> torch.Tensor:
     """M stored as (K, D, B), viewed as (B, K, D): contiguous loads along the batch."""
     return M.permute(1, 2, 0).contiguous().permute(2, 0, 1)
@@ -148,27 +148,24 @@ def _check_size(M: torch.Tensor) -> None:
         raise ValueError(f"M must have fewer than 2^31 elements; got shape {tuple(M.shape)}")
 
 
-def forward(M: torch.Tensor, o: torch.Tensor) -> None:
-    """Fill ``o`` (B, K) with the minibatch features of ``M`` (B, K, D)."""
+def _launch_geometry(M: torch.Tensor):
+    """``(M as (K, D, B) storage, grid, B, D, common launch arguments)`` shared by both kernels."""
     _check_size(M)
     B, K, D = M.shape
-    M = _kdb(M)
     bi, bj, warps = _config(B)
     n_blocks = triton.cdiv(B, bi)
-    _forward_kernel[(n_blocks * K,)](
-        M, o, B, n_blocks, *M.stride(), *o.stride(),
-        D=D, ACC=_acc(M.dtype), BLOCK_I=bi, BLOCK_J=bj, num_warps=warps,
-    )
+    common = dict(D=D, ACC=acc_type(M.dtype), BLOCK_I=bi, BLOCK_J=bj, num_warps=warps)
+    return _kdb(M), (n_blocks * K,), B, n_blocks, common
+
+
+def forward(M: torch.Tensor, o: torch.Tensor) -> None:
+    """Fill ``o`` (B, K) with the minibatch features of ``M`` (B, K, D)."""
+    M, grid, B, n_blocks, common = _launch_geometry(M)
+    _forward_kernel[grid](M, o, B, n_blocks, *M.stride(), *o.stride(), **common)
 
 
 def backward(grad: torch.Tensor, M: torch.Tensor, dM: torch.Tensor) -> None:
     """Fill ``dM`` (B, K, D) with the gradient w.r.t. ``M`` for incoming ``grad`` (B, K)."""
-    _check_size(M)
-    B, K, D = M.shape
-    M = _kdb(M)
-    bi, bj, warps = _config(B)
-    n_blocks = triton.cdiv(B, bi)
-    _backward_kernel[(n_blocks * K,)](
-        grad, M, dM, B, n_blocks, *grad.stride(), *M.stride(), *dM.stride(),
-        D=D, DB=triton.next_power_of_2(D), ACC=_acc(M.dtype), BLOCK_I=bi, BLOCK_J=bj, num_warps=warps,
-    )
+    M, grid, B, n_blocks, common = _launch_geometry(M)
+    _backward_kernel[grid](grad, M, dM, B, n_blocks, *grad.stride(), *M.stride(), *dM.stride(),
+                           DB=triton.next_power_of_2(common["D"]), **common)

@@ -43,7 +43,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ganfast.kernels.bias_act import _scalar, _split
+from ganfast._dtypes import compute_dtype
+from ganfast.kernels._common import acc_type, scalar, split_scalar
 
 # -- device functions -----------------------------------------------------------------
 
@@ -96,6 +97,24 @@ def _pixel_offsets(q, W, s_h, s_w, INDEX64: tl.constexpr, FLAT: tl.constexpr):
 
 
 @triton.jit
+def _program(per_split, F):
+    """This program's (m, f, m * F + f, slice): its group m, channel split f and slice of the
+    ``per_split`` programs that share one (group, split); every kernel below is laid out so."""
+    pid = tl.program_id(0)
+    mf = pid // per_split
+    return mf // F, mf % F, mf, pid % per_split
+
+
+@triton.jit
+def _stat_channel(C, f, INDEX64: tl.constexpr):
+    """The output channel holding split f's statistic (C + f)."""
+    ch = C + f
+    if INDEX64:
+        ch = ch.to(tl.int64)
+    return ch
+
+
+@triton.jit
 def _samples(m, n, G, GB: tl.constexpr, INDEX64: tl.constexpr):
     """Sample indices g*n + m of group m (sample i is in group i mod n), and their mask."""
     g = tl.arange(0, GB)
@@ -140,7 +159,7 @@ def _stats_kernel(
     CHUNK,  # positions per program, a multiple of BLOCK
     sx_n, sx_c, sx_h, sx_w,
     so_n, so_c, so_h, so_w,
-    eps_hi,  # eps as hi + lo float32s (see bias_act._scalar)
+    eps_hi,  # eps as hi + lo float32s (see _common.scalar)
     eps_lo,
     ACC: tl.constexpr,  # tl.float32, or tl.float64 for float64 inputs
     GB: tl.constexpr,  # G rounded up to a power of two
@@ -149,12 +168,8 @@ def _stats_kernel(
     FLAT_X: tl.constexpr,  # x's (C, H, W) strides are (H*W, W, 1)
     FLAT_O: tl.constexpr,  # out's are
 ):
-    pid = tl.program_id(0)
-    mf = pid // S
-    s = pid % S
-    m = mf // F
-    f = mf % F
-    eps = _scalar(eps_hi, eps_lo, ACC)
+    m, f, mf, s = _program(S, F)
+    eps = scalar(eps_hi, eps_lo, ACC)
     P = c * HW
     i, gmask = _samples(m, n, G, GB, INDEX64)
     x_rows = i * sx_n
@@ -207,16 +222,10 @@ def _fill_kernel(
     INDEX64: tl.constexpr,
     FLAT_O: tl.constexpr,  # out's (H, W) strides are (W, 1)
 ):
-    pid = tl.program_id(0)
-    mf = pid // R
-    r = pid % R
-    m = mf // F
-    f = mf % F
-    std = _sum_partials(part_ptr, mf, S, PB, ACC) * _scalar(scale_hi, scale_lo, ACC)
+    m, f, mf, r = _program(R, F)
+    std = _sum_partials(part_ptr, mf, S, PB, ACC) * scalar(scale_hi, scale_lo, ACC)
     i, gmask = _samples(m, n, G, GB, INDEX64)
-    ch = C + f
-    if INDEX64:
-        ch = ch.to(tl.int64)
+    ch = _stat_channel(C, f, INDEX64)
     rows = i * so_n + ch * so_c
     vals = tl.zeros((GB, BLOCK), dtype=out_ptr.dtype.element_ty) + std.to(out_ptr.dtype.element_ty)
     start = r * FILL
@@ -246,16 +255,10 @@ def _grad_sum_kernel(
     INDEX64: tl.constexpr,
     FLAT_G: tl.constexpr,  # g's (H, W) strides are (W, 1)
 ):
-    pid = tl.program_id(0)
-    mf = pid // S2
-    s = pid % S2
-    m = mf // F
-    f = mf % F
+    m, f, mf, s = _program(S2, F)
     i, gmask = _samples(m, n, G, GB, INDEX64)
     rows = i * sg_n
-    ch = C + f
-    if INDEX64:
-        ch = ch.to(tl.int64)
+    ch = _stat_channel(C, f, INDEX64)
     acc = tl.zeros((GB, BLOCK), dtype=ACC)
     start = s * CHUNK2
     for q0 in range(start, start + CHUNK2, BLOCK):
@@ -297,13 +300,9 @@ def _backward_kernel(
     FLAT_X: tl.constexpr,
     FLAT_D: tl.constexpr,
 ):
-    pid = tl.program_id(0)
-    mf = pid // S
-    s = pid % S
-    m = mf // F
-    f = mf % F
-    eps = _scalar(eps_hi, eps_lo, ACC)
-    k = _sum_partials(part_ptr, mf, S2, PB, ACC) * _scalar(scale_hi, scale_lo, ACC)
+    m, f, mf, s = _program(S, F)
+    eps = scalar(eps_hi, eps_lo, ACC)
+    k = _sum_partials(part_ptr, mf, S2, PB, ACC) * scalar(scale_hi, scale_lo, ACC)
     P = c * HW
     i, gmask = _samples(m, n, G, GB, INDEX64)
     g_rows = i * sg_n
@@ -342,14 +341,6 @@ def _config(G: int, positions: int) -> Tuple[int, int, int, int]:
     return gb, block, chunk, warps
 
 
-def _acc(dtype: torch.dtype):
-    return tl.float64 if dtype == torch.float64 else tl.float32
-
-
-def _acc_torch(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 def _index64(*tensors: torch.Tensor) -> bool:
     """Whether any offset into these tensors may pass 2^31 (with a tile's margin)."""
     reach = max(sum((s - 1) * abs(st) for s, st in zip(t.shape, t.stride())) for t in tensors)
@@ -373,19 +364,19 @@ def forward(x: torch.Tensor, out: torch.Tensor, G: int, F: int, eps: float) -> N
     P = c * HW
     gb, block, chunk, warps = _config(G, P)
     S = triton.cdiv(P, chunk)
-    acc = _acc(x.dtype)
+    acc = acc_type(x.dtype)
     i64 = _index64(x, out)
-    part = torch.empty((n * F, S), dtype=_acc_torch(x.dtype), device=x.device)
+    part = torch.empty((n * F, S), dtype=compute_dtype(x.dtype), device=x.device)
     _stats_kernel[(n * F * S,)](
         x, out, part, n, F, c, HW, W, G, S, chunk,
-        *x.stride(), *out.stride(), *_split(eps),
+        *x.stride(), *out.stride(), *split_scalar(eps),
         ACC=acc, GB=gb, BLOCK=block, INDEX64=i64, FLAT_X=_flat(x), FLAT_O=_flat(out), num_warps=warps,
     )
     _, fill_block, fill, fill_warps = _config(G, HW)
     R = triton.cdiv(HW, fill)
     pb = max(16, min(1024, triton.next_power_of_2(S)))
     _fill_kernel[(n * F * R,)](
-        out, part, n, F, C, HW, W, G, S, R, fill, *_split(1.0 / P), *out.stride(),
+        out, part, n, F, C, HW, W, G, S, R, fill, *split_scalar(1.0 / P), *out.stride(),
         ACC=acc, GB=gb, PB=pb, BLOCK=fill_block, INDEX64=i64, FLAT_O=_flat(out, (2, 3)), num_warps=fill_warps,
     )
 
@@ -395,11 +386,11 @@ def backward(grad: torch.Tensor, x: torch.Tensor, dx: torch.Tensor, G: int, F: i
     N, C, H, W = x.shape
     n, c, HW = N // G, C // F, H * W
     P = c * HW
-    acc = _acc(x.dtype)
+    acc = acc_type(x.dtype)
     i64 = _index64(grad, x, dx)
     gb, block2, chunk2, warps2 = _config(G, HW)
     S2 = triton.cdiv(HW, chunk2)
-    part = torch.empty((n * F, S2), dtype=_acc_torch(x.dtype), device=x.device)
+    part = torch.empty((n * F, S2), dtype=compute_dtype(x.dtype), device=x.device)
     _grad_sum_kernel[(n * F * S2,)](
         grad, part, n, F, C, HW, W, G, S2, chunk2, *grad.stride(),
         ACC=acc, GB=gb, BLOCK=block2, INDEX64=i64, FLAT_G=_flat(grad, (2, 3)), num_warps=warps2,
@@ -409,7 +400,7 @@ def backward(grad: torch.Tensor, x: torch.Tensor, dx: torch.Tensor, G: int, F: i
     pb = max(16, min(1024, triton.next_power_of_2(S2)))
     _backward_kernel[(n * F * S,)](
         grad, x, dx, part, n, F, c, HW, W, G, S, chunk, S2,
-        *grad.stride(), *x.stride(), *dx.stride(), *_split(eps), *_split(1.0 / (G * P)),
+        *grad.stride(), *x.stride(), *dx.stride(), *split_scalar(eps), *split_scalar(1.0 / (G * P)),
         ACC=acc, GB=gb, PB=pb, BLOCK=block, INDEX64=i64,
         FLAT_G=_flat(grad), FLAT_X=_flat(x), FLAT_D=_flat(dx), num_warps=warps,
     )

@@ -46,9 +46,8 @@ import torch
 import triton
 import triton.language as tl
 
-# The float64-exact scalar transport (hi + lo float32s) shared with bias_act.
-from ganfast.kernels.bias_act import _scalar, _split
-from ganfast.ref.self_attention2d import compute_dtype
+from ganfast._dtypes import compute_dtype
+from ganfast.kernels._common import acc_type, dot_upcast, scalar, split_scalar
 
 # -- device functions -----------------------------------------------------------------
 
@@ -73,10 +72,8 @@ def _load_rows(base, offs_r, mask_r, stride_r, offs_c, mask_c, stride_c):
 def _dot(a, b, ACC: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
     """``a @ b`` accumulated in ACC.
 
-    UPCAST (set for bfloat16 under the CPU interpreter only, whose ``tl.dot``
-    misreads bfloat16 operands in triton 3.9) widens the operands to float32
-    first: exact for bfloat16 values, so the product is the one tensor cores
-    compute from the same (already rounded) operands.
+    UPCAST (``_common.dot_upcast``: bfloat16 under the CPU interpreter only)
+    widens the operands to float32 first.
     """
     if UPCAST:
         a = a.to(tl.float32)
@@ -102,7 +99,7 @@ def _fwd_kernel(
     s_vb, s_vc, s_vn,
     s_ob, s_oc, s_on,
     s_lb, s_ln,
-    scale_hi,  # score scale, hi + lo (see bias_act's _scalar)
+    scale_hi,  # score scale, hi + lo (see _common.scalar)
     scale_lo,
     ACC: tl.constexpr,  # tl.float32, or tl.float64 for float64 inputs
     PRECISION: tl.constexpr,  # tl.dot input precision: "ieee" (fp32/fp64 operands are exact)
@@ -122,7 +119,7 @@ def _fwd_kernel(
     offs_m, mask_m = _ranges(pid_m * BLOCK_M, n_pos, BLOCK_M, INDEX64)
     offs_c, mask_c = _ranges(pid_c * BLOCK_C, d_v, BLOCK_C, INDEX64)
     offs_d, mask_d = _ranges(0, d_qk, BLOCK_D, INDEX64)
-    scale = _scalar(scale_hi, scale_lo, ACC)
+    scale = scalar(scale_hi, scale_lo, ACC)
 
     q = _load_rows(q_ptr, offs_m, mask_m, s_qn, offs_d, mask_d, s_qd)  # [M, D]
     m_i = tl.full([BLOCK_M], float("-inf"), ACC)
@@ -179,13 +176,14 @@ def _delta_kernel(
 
 
 @triton.jit
-def _bwd_dkdv_kernel(
+def _bwd_kernel(
     q_ptr, k_ptr, v_ptr,  # *T, forward inputs
     g_ptr,  # *T, (B, d_v, N) incoming gradient dO
     lse_ptr,  # *ACC, (B, N)
     delta_ptr,  # *ACC, (B, N)
-    dk_ptr,  # *T, (B, d_qk, N) output
-    dv_ptr,  # *T, (B, d_v, N) output
+    dq_ptr,  # *T, (B, d_qk, N) output (DQ)
+    dk_ptr,  # *T, (B, d_qk, N) output (not DQ)
+    dv_ptr,  # *T, (B, d_v, N) output (not DQ)
     n_pos,
     d_qk,
     d_v,
@@ -194,20 +192,27 @@ def _bwd_dkdv_kernel(
     s_vb, s_vc, s_vn,
     s_gb, s_gc, s_gn,
     s_lb, s_ln,  # lse and delta share their (contiguous) strides
+    s_dqb, s_dqd, s_dqn,
     s_dkb, s_dkd, s_dkn,
     s_dvb, s_dvc, s_dvn,
     scale_hi,
     scale_lo,
+    DQ: tl.constexpr,  # this launch writes dQ (one program per query tile), else dK and dV (per key tile)
     ACC: tl.constexpr,
     PRECISION: tl.constexpr,
     UPCAST: tl.constexpr,
     INDEX64: tl.constexpr,
-    BLOCK_M: tl.constexpr,  # query positions per step
-    BLOCK_N: tl.constexpr,  # key positions per program
+    BLOCK_M: tl.constexpr,  # query positions per program (DQ) or per step
+    BLOCK_N: tl.constexpr,  # key positions per step (DQ) or per program
     BLOCK_D: tl.constexpr,
     BLOCK_C: tl.constexpr,  # value channels per outer step
 ):
-    pid_n = tl.program_id(0)
+    # The two backward sweeps share their arguments and prologue; DQ picks
+    # the sweep at compile time.  Both recompute P = exp(S - lse) from q, k
+    # and the saved lse, and dS = P (dP - delta) with dP = dO^T V summed over
+    # the value channels in BLOCK_C blocks (delta enters with the first block,
+    # so dK and dQ are exact sums of per-block terms).
+    pid = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
     q_ptr += b * s_qb
     k_ptr += b * s_kb
@@ -215,92 +220,56 @@ def _bwd_dkdv_kernel(
     g_ptr += b * s_gb
     lse_ptr += b * s_lb
     delta_ptr += b * s_lb
-    offs_n, mask_n = _ranges(pid_n * BLOCK_N, n_pos, BLOCK_N, INDEX64)
     offs_d, mask_d = _ranges(0, d_qk, BLOCK_D, INDEX64)
-    scale = _scalar(scale_hi, scale_lo, ACC)
+    scale = scalar(scale_hi, scale_lo, ACC)
 
-    k = _load_rows(k_ptr, offs_d, mask_d, s_kd, offs_n, mask_n, s_kn)  # [D, N]
-    dk = tl.zeros([BLOCK_N, BLOCK_D], ACC)
-    for c0 in range(0, d_v, BLOCK_C):
-        offs_c, mask_c = _ranges(c0, d_v, BLOCK_C, INDEX64)
-        v = _load_rows(v_ptr, offs_c, mask_c, s_vc, offs_n, mask_n, s_vn)  # [C, N]
-        dv = tl.zeros([BLOCK_N, BLOCK_C], ACC)
-        for m0 in range(0, n_pos, BLOCK_M):
-            offs_m, mask_m = _ranges(m0, n_pos, BLOCK_M, INDEX64)
-            q = _load_rows(q_ptr, offs_m, mask_m, s_qn, offs_d, mask_d, s_qd)  # [M, D]
-            lse = tl.load(lse_ptr + offs_m * s_ln, mask=mask_m, other=0.0)
-            s = _dot(q, k, ACC, PRECISION, UPCAST) * scale  # [M, N]
-            p = tl.where(mask_m[:, None] & mask_n[None, :], tl.exp(s - lse[:, None]), 0.0)
-            g = _load_rows(g_ptr, offs_m, mask_m, s_gn, offs_c, mask_c, s_gc)  # [M, C]
-            dv += _dot(tl.trans(p.to(g.dtype)), g, ACC, PRECISION, UPCAST)
-            dp = _dot(g, v, ACC, PRECISION, UPCAST)  # [M, N], this block's share
-            if c0 == 0:  # delta enters dS = P (dP - delta) once, with the first channel block
-                dp -= tl.load(delta_ptr + offs_m * s_ln, mask=mask_m, other=0.0)[:, None]
-            ds = p * dp
-            dk += _dot(tl.trans(ds.to(q.dtype)), q, ACC, PRECISION, UPCAST)
-        dv_ptrs = dv_ptr + b * s_dvb + offs_n[:, None] * s_dvn + offs_c[None, :] * s_dvc
-        tl.store(dv_ptrs, dv.to(dv_ptr.dtype.element_ty), mask=mask_n[:, None] & mask_c[None, :])
-    dk_ptrs = dk_ptr + b * s_dkb + offs_n[:, None] * s_dkn + offs_d[None, :] * s_dkd
-    tl.store(dk_ptrs, (dk * scale).to(dk_ptr.dtype.element_ty), mask=mask_n[:, None] & mask_d[None, :])
-
-
-@triton.jit
-def _bwd_dq_kernel(
-    q_ptr, k_ptr, v_ptr,
-    g_ptr,
-    lse_ptr,
-    delta_ptr,
-    dq_ptr,  # *T, (B, d_qk, N) output
-    n_pos,
-    d_qk,
-    d_v,
-    s_qb, s_qd, s_qn,
-    s_kb, s_kd, s_kn,
-    s_vb, s_vc, s_vn,
-    s_gb, s_gc, s_gn,
-    s_lb, s_ln,
-    s_dqb, s_dqd, s_dqn,
-    scale_hi,
-    scale_lo,
-    ACC: tl.constexpr,
-    PRECISION: tl.constexpr,
-    UPCAST: tl.constexpr,
-    INDEX64: tl.constexpr,
-    BLOCK_M: tl.constexpr,  # query positions per program
-    BLOCK_N: tl.constexpr,  # key positions per step
-    BLOCK_D: tl.constexpr,
-    BLOCK_C: tl.constexpr,
-):
-    pid_m = tl.program_id(0)
-    b = tl.program_id(1).to(tl.int64)
-    q_ptr += b * s_qb
-    k_ptr += b * s_kb
-    v_ptr += b * s_vb
-    g_ptr += b * s_gb
-    offs_m, mask_m = _ranges(pid_m * BLOCK_M, n_pos, BLOCK_M, INDEX64)
-    offs_d, mask_d = _ranges(0, d_qk, BLOCK_D, INDEX64)
-    scale = _scalar(scale_hi, scale_lo, ACC)
-
-    q = _load_rows(q_ptr, offs_m, mask_m, s_qn, offs_d, mask_d, s_qd)  # [M, D]
-    lse = tl.load(lse_ptr + b * s_lb + offs_m * s_ln, mask=mask_m, other=0.0)
-    delta = tl.load(delta_ptr + b * s_lb + offs_m * s_ln, mask=mask_m, other=0.0)
-    dq = tl.zeros([BLOCK_M, BLOCK_D], ACC)
-    for c0 in range(0, d_v, BLOCK_C):
-        offs_c, mask_c = _ranges(c0, d_v, BLOCK_C, INDEX64)
-        g = _load_rows(g_ptr, offs_m, mask_m, s_gn, offs_c, mask_c, s_gc)  # [M, C], kept for the sweep
-        for n0 in range(0, n_pos, BLOCK_N):
-            offs_n, mask_n = _ranges(n0, n_pos, BLOCK_N, INDEX64)
-            k = _load_rows(k_ptr, offs_d, mask_d, s_kd, offs_n, mask_n, s_kn)  # [D, N]
-            s = _dot(q, k, ACC, PRECISION, UPCAST) * scale
-            p = tl.where(mask_n[None, :], tl.exp(s - lse[:, None]), 0.0)
+    if DQ:
+        offs_m, mask_m = _ranges(pid * BLOCK_M, n_pos, BLOCK_M, INDEX64)
+        q = _load_rows(q_ptr, offs_m, mask_m, s_qn, offs_d, mask_d, s_qd)  # [M, D]
+        lse = tl.load(lse_ptr + offs_m * s_ln, mask=mask_m, other=0.0)
+        delta = tl.load(delta_ptr + offs_m * s_ln, mask=mask_m, other=0.0)
+        dq = tl.zeros([BLOCK_M, BLOCK_D], ACC)
+        for c0 in range(0, d_v, BLOCK_C):
+            offs_c, mask_c = _ranges(c0, d_v, BLOCK_C, INDEX64)
+            g = _load_rows(g_ptr, offs_m, mask_m, s_gn, offs_c, mask_c, s_gc)  # [M, C], kept for the sweep
+            for n0 in range(0, n_pos, BLOCK_N):
+                offs_n, mask_n = _ranges(n0, n_pos, BLOCK_N, INDEX64)
+                k = _load_rows(k_ptr, offs_d, mask_d, s_kd, offs_n, mask_n, s_kn)  # [D, N]
+                s = _dot(q, k, ACC, PRECISION, UPCAST) * scale
+                p = tl.where(mask_n[None, :], tl.exp(s - lse[:, None]), 0.0)
+                v = _load_rows(v_ptr, offs_c, mask_c, s_vc, offs_n, mask_n, s_vn)  # [C, N]
+                dp = _dot(g, v, ACC, PRECISION, UPCAST)
+                if c0 == 0:
+                    dp -= delta[:, None]
+                ds = p * dp
+                dq += _dot(ds.to(k.dtype), tl.trans(k), ACC, PRECISION, UPCAST)
+        dq_ptrs = dq_ptr + b * s_dqb + offs_m[:, None] * s_dqn + offs_d[None, :] * s_dqd
+        tl.store(dq_ptrs, (dq * scale).to(dq_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_d[None, :])
+    else:
+        offs_n, mask_n = _ranges(pid * BLOCK_N, n_pos, BLOCK_N, INDEX64)
+        k = _load_rows(k_ptr, offs_d, mask_d, s_kd, offs_n, mask_n, s_kn)  # [D, N]
+        dk = tl.zeros([BLOCK_N, BLOCK_D], ACC)
+        for c0 in range(0, d_v, BLOCK_C):
+            offs_c, mask_c = _ranges(c0, d_v, BLOCK_C, INDEX64)
             v = _load_rows(v_ptr, offs_c, mask_c, s_vc, offs_n, mask_n, s_vn)  # [C, N]
-            dp = _dot(g, v, ACC, PRECISION, UPCAST)
-            if c0 == 0:
-                dp -= delta[:, None]
-            ds = p * dp
-            dq += _dot(ds.to(k.dtype), tl.trans(k), ACC, PRECISION, UPCAST)
-    dq_ptrs = dq_ptr + b * s_dqb + offs_m[:, None] * s_dqn + offs_d[None, :] * s_dqd
-    tl.store(dq_ptrs, (dq * scale).to(dq_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_d[None, :])
+            dv = tl.zeros([BLOCK_N, BLOCK_C], ACC)
+            for m0 in range(0, n_pos, BLOCK_M):
+                offs_m, mask_m = _ranges(m0, n_pos, BLOCK_M, INDEX64)
+                q = _load_rows(q_ptr, offs_m, mask_m, s_qn, offs_d, mask_d, s_qd)  # [M, D]
+                lse = tl.load(lse_ptr + offs_m * s_ln, mask=mask_m, other=0.0)
+                s = _dot(q, k, ACC, PRECISION, UPCAST) * scale  # [M, N]
+                p = tl.where(mask_m[:, None] & mask_n[None, :], tl.exp(s - lse[:, None]), 0.0)
+                g = _load_rows(g_ptr, offs_m, mask_m, s_gn, offs_c, mask_c, s_gc)  # [M, C]
+                dv += _dot(tl.trans(p.to(g.dtype)), g, ACC, PRECISION, UPCAST)
+                dp = _dot(g, v, ACC, PRECISION, UPCAST)  # [M, N], this block's share
+                if c0 == 0:
+                    dp -= tl.load(delta_ptr + offs_m * s_ln, mask=mask_m, other=0.0)[:, None]
+                ds = p * dp
+                dk += _dot(tl.trans(ds.to(q.dtype)), q, ACC, PRECISION, UPCAST)
+            dv_ptrs = dv_ptr + b * s_dvb + offs_n[:, None] * s_dvn + offs_c[None, :] * s_dvc
+            tl.store(dv_ptrs, dv.to(dv_ptr.dtype.element_ty), mask=mask_n[:, None] & mask_c[None, :])
+        dk_ptrs = dk_ptr + b * s_dkb + offs_n[:, None] * s_dkn + offs_d[None, :] * s_dkd
+        tl.store(dk_ptrs, (dk * scale).to(dk_ptr.dtype.element_ty), mask=mask_n[:, None] & mask_d[None, :])
 
 
 # -- host functions -------------------------------------------------------------------
@@ -336,17 +305,11 @@ def _index64(cfg: Dict[str, int], *tensors: torch.Tensor) -> bool:
     return extent >= 2**31
 
 
-def _common(q: torch.Tensor, v: torch.Tensor, scale: float):
+def _launch_args(q: torch.Tensor, v: torch.Tensor, scale: float):
     """(constexpr flags, block config, split scale) for one launch."""
-    from ganfast import kernels
-
-    flags = dict(
-        ACC=tl.float64 if compute_dtype(q.dtype) == torch.float64 else tl.float32,
-        PRECISION="ieee",
-        UPCAST=bool(kernels.INTERPRET) and q.dtype == torch.bfloat16,
-    )
+    flags = dict(ACC=acc_type(q.dtype), PRECISION="ieee", UPCAST=dot_upcast(q.dtype))
     cfg = _config(q.shape[2], q.shape[1], v.shape[1], q.dtype)
-    return flags, cfg, _split(scale)
+    return flags, cfg, split_scalar(scale)
 
 
 def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -358,7 +321,7 @@ def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> 
     d_v = v.shape[1]
     out = torch.empty((batch, d_v, n_pos), dtype=v.dtype, device=v.device)
     lse = torch.empty((batch, n_pos), dtype=compute_dtype(q.dtype), device=q.device)
-    flags, cfg, scale2 = _common(q, v, scale)
+    flags, cfg, scale2 = _launch_args(q, v, scale)
     warps = cfg.pop("num_warps")
     grid = (triton.cdiv(n_pos, cfg["BLOCK_M"]), triton.cdiv(d_v, cfg["BLOCK_C"]), batch)
     _fwd_kernel[grid](
@@ -389,7 +352,7 @@ def backward(
     d_v = v.shape[1]
     grad = grad.to(v.dtype)  # no copy when it already is (any strides are read as they are)
     lse = lse.contiguous()
-    flags, cfg, scale2 = _common(q, v, scale)
+    flags, cfg, scale2 = _launch_args(q, v, scale)
     warps = cfg.pop("num_warps")
     index64 = _index64(cfg, q, k, v, out, grad)
     delta = torch.empty_like(lse)
@@ -401,14 +364,9 @@ def backward(
         out, grad, delta, n_pos, d_v, *out.stride(), *grad.stride(), *delta.stride(),
         ACC=flags["ACC"], INDEX64=index64, BLOCK_M=cfg["BLOCK_M"], BLOCK_C=cfg["BLOCK_C"], num_warps=4,
     )
+    args = (q, k, v, grad, lse, delta, dq, dk, dv, n_pos, d_qk, d_v, *q.stride(), *k.stride(), *v.stride(),
+            *grad.stride(), *lse.stride(), *dq.stride(), *dk.stride(), *dv.stride(), *scale2)
     common = dict(INDEX64=index64, num_warps=warps, **flags, **cfg)
-    strides = (*q.stride(), *k.stride(), *v.stride(), *grad.stride(), *lse.stride())
-    _bwd_dkdv_kernel[(triton.cdiv(n_pos, cfg["BLOCK_N"]), batch)](
-        q, k, v, grad, lse, delta, dk, dv, n_pos, d_qk, d_v,
-        *strides, *dk.stride(), *dv.stride(), *scale2, **common,
-    )
-    _bwd_dq_kernel[(triton.cdiv(n_pos, cfg["BLOCK_M"]), batch)](
-        q, k, v, grad, lse, delta, dq, n_pos, d_qk, d_v,
-        *strides, *dq.stride(), *scale2, **common,
-    )
+    _bwd_kernel[(triton.cdiv(n_pos, cfg["BLOCK_N"]), batch)](*args, DQ=False, **common)
+    _bwd_kernel[(triton.cdiv(n_pos, cfg["BLOCK_M"]), batch)](*args, DQ=True, **common)
     return dq, dk, dv

@@ -72,3 +72,31 @@ def check_inference(fused, seq, x, dtype):
     if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
         assert out.is_contiguous(memory_format=torch.channels_last)
     testing.assert_close(out.cpu(), want, dtype, 0, "inference output")
+
+
+def block_inputs(cin, cout, k, n, h, w, dtype, device, gen, transposed=False):
+    """x, weight, bias, bn_weight, bn_bias, running_mean, running_var of a block, fresh random values.
+
+    weight is (C_out, C_in, k, k), or (C_in, C_out, k, k) when ``transposed``.
+    """
+    def rand(*shape, scale=1.0, shift=0.0):
+        return (torch.randn(shape, generator=gen, dtype=torch.float64) * scale + shift).to(dtype).to(device)
+
+    wshape = (cin, cout, k, k) if transposed else (cout, cin, k, k)
+    return [rand(n, cin, h, w, scale=2.0, shift=0.5), rand(*wshape, scale=0.5), rand(cout, scale=0.5),
+            rand(cout, scale=0.2, shift=1.0), rand(cout, scale=0.5), rand(cout, scale=0.3),
+            (torch.rand(cout, generator=gen, dtype=torch.float64) + 0.5).to(dtype).to(device)]
+
+
+def check_against_reference(op, reference, inputs, backend, device, training, gen, **kw):
+    """``op`` (a functional block) against its ``ganfast.ref`` reference with :func:`ganfast.testing.check_op`.
+
+    Running statistics are inputs that are not differentiated (in training mode each side updates its own),
+    and in training mode neither is the convolution's bias: batch statistics cancel it, so its exact gradient
+    is 0 and both sides hold only rounding noise.  gradcheck evaluates the op ~300 times: seconds on torch,
+    minutes under the Triton interpreter, whose kernels the float32 and float64 comparisons already check.
+    """
+    kw = dict(kw, training=training)
+    testing.check_op(lambda *a: op(*a, backend=backend, **kw), lambda *a: reference(*a, **kw), inputs,
+                     differentiable=[0, 1, 3, 4] if training else [0, 1, 2, 3, 4], order=2, generator=gen,
+                     gradcheck=backend == "torch" or device == "cuda")

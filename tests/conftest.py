@@ -50,3 +50,65 @@ def gen():
 def triton_devices():
     """Devices the triton backend can be tested on here."""
     return ["cuda"] if HAS_CUDA else ["cpu"]
+
+
+# -- backends from the registry ---------------------------------------------------------
+#
+# A test that takes a ``backend`` argument (and optionally ``device``) is run
+# once per backend its op has in ganfast._backend.OPS: the op is the test
+# module's ``OP``, or an ``@pytest.mark.op("name")`` on the test.  A backend
+# that cannot run here is still collected, and skipped with the registry's
+# reason, so adding a backend to an op's row tests it everywhere (and says
+# where it could not run) without editing a test file.
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "op(name): the op whose registered backends parametrise `backend`")
+
+
+def _op_of(metafunc):
+    marker = metafunc.definition.get_closest_marker("op")
+    if marker is not None:
+        return marker.args[0]
+    return getattr(metafunc.module, "OP", None)
+
+
+def _parametrized_by_hand(metafunc, name):
+    for marker in metafunc.definition.iter_markers("parametrize"):
+        names = marker.args[0]
+        names = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
+        if name in names:
+            return True
+    return False
+
+
+def backend_params(op, with_device=True):
+    """``pytest.param``s of ``op``'s registered backends (``(backend, device)`` pairs with ``with_device``)."""
+    from ganfast import testing
+
+    params = []
+    for case in testing.backend_cases(op):
+        marks = [pytest.mark.gpu] if case.device == "cuda" else []
+        if not case.availability:
+            marks.append(pytest.mark.skip(
+                reason=f"{case.backend} cannot run {op} on {case.device} here: {case.availability.reason}"))
+        values = (case.backend, case.device) if with_device else (case.backend,)
+        params.append(pytest.param(*values, id=case.backend, marks=marks))
+    return params
+
+
+def pytest_generate_tests(metafunc):
+    if "backend" not in metafunc.fixturenames or _parametrized_by_hand(metafunc, "backend"):
+        return
+    op = _op_of(metafunc)
+    if op is None:
+        return
+    with_device = "device" in metafunc.fixturenames
+    metafunc.parametrize("backend,device" if with_device else "backend", backend_params(op, with_device))
+
+
+def runnable_backends(op):
+    """The backends of ``op`` that can run here, for tests that loop over them."""
+    from ganfast import testing
+
+    return testing.runnable_backends(op)

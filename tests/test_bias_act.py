@@ -15,12 +15,8 @@ from conftest import HAS_CUDA
 ACTS = sorted(ref.ACTIVATIONS)
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 
-# (backend, device) pairs that run here; the cuda backend needs a GPU.
-BACKENDS = [
-    pytest.param("torch", "cpu", id="torch-cpu"),
-    pytest.param("triton", "cuda" if HAS_CUDA else "cpu", id="triton"),
-    pytest.param("cuda", "cuda", id="cuda", marks=pytest.mark.gpu),
-]
+# `backend, device` come from the registry (conftest.py): every backend of this op.
+OP = "bias_act"
 
 
 def _fast(backend, **kw):
@@ -37,7 +33,6 @@ def _inputs(shape, dim, dtype, device, gen, bias=True, scale=2.0):
     return x, b
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
 @pytest.mark.parametrize("act", ACTS)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_matches_reference(backend, device, act, dtype, gen):
@@ -47,7 +42,6 @@ def test_matches_reference(backend, device, act, dtype, gen):
                      gradcheck=False)
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
 @pytest.mark.parametrize("act", ACTS)
 def test_gradcheck_float64(backend, device, act, gen):
     """gradcheck and gradgradcheck in float64, with gain and clamp (both active on these inputs)."""
@@ -56,7 +50,6 @@ def test_gradcheck_float64(backend, device, act, gen):
     testing.check_op(_fast(backend, **kw), _ref(**kw), [x, b], differentiable=[0, 1], order=2, generator=gen)
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
 @pytest.mark.parametrize(
     "shape,dim",
     [((1,), 0), ((3,), 0), ((1, 17), 1), ((17, 1), 1), ((1000003,), 0), ((2, 3, 5, 7), -1), ((4, 3, 5), 0)],
@@ -71,7 +64,6 @@ def test_odd_sizes(backend, device, shape, dim, act, gen):
                      gradcheck=x.numel() <= 64)
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_without_bias(backend, device, dtype, gen):
     kw = dict(act="tanh", negative_slope=0.2, gain=2.0, clamp=None, dim=1)
@@ -80,7 +72,6 @@ def test_without_bias(backend, device, dtype, gen):
                      gradcheck=False)
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_float32_bias_with_half_input(backend, device, dtype, gen):
     """Mixed precision: parameters in float32, activations in half; the bias gradient stays float32."""
@@ -95,7 +86,6 @@ def test_float32_bias_with_half_input(backend, device, dtype, gen):
                      generator=gen, gradcheck=False)
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
 @pytest.mark.parametrize("layout", ["channels_last", "transposed", "sliced", "expanded"])
 def test_memory_layouts(backend, device, layout, gen):
     """Dense layouts are kept as they are; other views are handled (copied once), never misread."""
@@ -118,7 +108,6 @@ def test_memory_layouts(backend, device, layout, gen):
                      gradcheck=False)
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
 @pytest.mark.parametrize("act", ACTS)
 def test_nan_and_inf_propagate_like_reference(backend, device, act):
     x = torch.tensor([[float("nan"), float("inf"), -float("inf"), 0.0, -0.0, 1e-30, -3.0, 40.0, -40.0, 0.25]],
@@ -151,7 +140,6 @@ def test_reference_closed_forms_match_autograd(act, gen):
         assert torch.count_nonzero(ddx) == 0
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
 def test_third_derivative(backend, device, gen):
     """Orders beyond two go through the reference's curvature term and autograd."""
     x, b = _inputs((2, 3, 4), 1, torch.float64, device, gen)
@@ -170,7 +158,6 @@ def test_third_derivative(backend, device, gen):
     torch.testing.assert_close(third(f), third(lambda t: ref.bias_act(t, b, "silu", 0.2, 1.2, None, 1)))
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
 def test_r1_penalty_through_bias_act(backend, device, gen):
     """An R1 penalty (gradient of the gradient norm) through a tiny discriminator matches the reference."""
     torch.manual_seed(3)
@@ -195,7 +182,6 @@ def test_r1_penalty_through_bias_act(backend, device, gen):
             torch.testing.assert_close(a, w, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_opcheck(backend, device, dtype, gen):
     x, b = _inputs((2, 5, 3, 3), 1, dtype, device, gen)
@@ -209,7 +195,6 @@ def test_opcheck(backend, device, dtype, gen):
                                         b.clone().requires_grad_(), act, 0.2, 1.3, clamp, 1, backend))
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
 def test_torch_compile_fullgraph(backend, device, gen):
     torch._dynamo.reset()
     x, b = _inputs((2, 4, 3, 3), 1, torch.float32, device, gen)
@@ -283,7 +268,6 @@ def test_cuda_extension_implements_the_same_activation_table():
 # -- the module -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
 def test_module(backend, device, gen):
     m = ganfast.nn.BiasAct(6, act="lrelu", negative_slope=0.1, gain=2 ** 0.5, backend=backend).to(device)
     with torch.no_grad():

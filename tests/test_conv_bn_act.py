@@ -11,11 +11,13 @@ from torch import nn
 import ganfast
 from ganfast import testing
 from ganfast.ops.batch_norm_act import CUSTOM_OPS
+from ganfast.ref import conv_bn_act as ref
 
-from block_checks import DEVICE, check_inference, check_steps
+from block_checks import DEVICE, block_inputs, check_against_reference, check_inference, check_steps
 from ganfast.ops.conv_affine_act import CUSTOM_OPS as AFFINE_OPS
 
-BACKENDS = ["torch", "triton"]
+# `backend` comes from the registry (conftest.py): every backend of this op.
+OP = "conv_bn_act"
 
 # (in, out, kernel, stride, padding, N, H, W)
 CONFIGS = [
@@ -24,6 +26,24 @@ CONFIGS = [
     pytest.param(4, 5, 1, 1, 0, 2, 3, 3, id="k1"),
     pytest.param(2, 3, 7, 3, 3, 2, 8, 9, id="k7s3"),
 ]
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_matches_reference(backend, device, training, dtype, gen):
+    """The functional op against ganfast.ref.conv_bn_act: output, gradients and second derivatives."""
+    inputs = block_inputs(2, 3, 3, 2, 5, 4, dtype, device, gen)
+    check_against_reference(ganfast.ops.conv_bn_act, ref.conv_bn_act, inputs, backend, device, training, gen,
+                            stride=2, padding=1, negative_slope=0.2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_inference_matches_reference(backend, device, dtype, gen):
+    """Eval mode without gradients (the one-kernel path on triton) against the reference."""
+    inputs = block_inputs(3, 5, 3, 2, 6, 5, dtype, device, gen)
+    testing.check_op(lambda *a: ganfast.ops.conv_bn_act(*a, False, backend=backend, padding=1, negative_slope=0.1),
+                     lambda *a: ref.conv_bn_act(*a, False, padding=1, negative_slope=0.1), inputs, differentiable=[],
+                     order=0)
 
 
 def _pair(cin, cout, k, s, p, slope=0.2, bias=False, **bn_kw):
@@ -39,7 +59,6 @@ def _pair(cin, cout, k, s, p, slope=0.2, bias=False, **bn_kw):
     return fused, seq
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("cin,cout,k,s,p,n,h,w", CONFIGS)
 def test_train_steps_and_eval_match_sequential(backend, cin, cout, k, s, p, n, h, w, gen):
     fused, seq = _pair(cin, cout, k, s, p, bias=(k == 3))
@@ -48,7 +67,6 @@ def test_train_steps_and_eval_match_sequential(backend, cin, cout, k, s, p, n, h
                  torch.float32)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(
     "bn_kw,slope",
     [
@@ -65,7 +83,6 @@ def test_batch_norm_options(backend, bn_kw, slope, gen):
     check_steps(fused, seq, lambda: torch.randn(2, 3, 5, 7, generator=gen, dtype=torch.float64), torch.float32)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_half_precision(backend, dtype, gen):
     # Slope 1.0: in half precision a pre-activation within rounding of 0 lands on either side of
@@ -79,7 +96,6 @@ def test_half_precision(backend, dtype, gen):
     check_steps(fused, seq, lambda: torch.randn(4, 3, 8, 8, generator=gen, dtype=torch.float64), dtype, steps=2)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_channels_last(backend, gen):
     fused, seq = _pair(3, 17, 4, 2, 1)
     fused = fused.to(memory_format=torch.channels_last)
@@ -91,7 +107,6 @@ def test_channels_last(backend, gen):
                  .to(memory_format=torch.channels_last), torch.float32, steps=2)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64])
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 def test_inference_path(backend, dtype, layout, gen):
@@ -108,7 +123,6 @@ def test_inference_path(backend, dtype, layout, gen):
     check_inference(fused, seq, x, dtype)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_inference_op_registration(backend, gen):
     (op,) = AFFINE_OPS
     x = torch.randn(2, 3, 5, 6, generator=gen).to(DEVICE)
@@ -126,7 +140,6 @@ def test_inference_op_registration(backend, gen):
         torch.testing.assert_close(compiled(x), fused(x))
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_batch_of_one_in_eval(backend, gen):
     fused, seq = _pair(3, 4, 3, 1, 0)
     fused.backend = backend
@@ -142,7 +155,6 @@ def test_batch_of_one_in_eval(backend, gen):
         seq(x)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_statistics_without_cancellation(backend, gen):
     """|mean| / std = 1e3: batch statistics match a float64 two-pass reference to 1e-6 relative."""
     op = CUSTOM_OPS[0]
@@ -191,7 +203,6 @@ class _Disc(nn.Module):
         return self.main(x).flatten(1)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_convert_dcgan_discriminator(backend, gen):
     torch.manual_seed(5)
     ref = _Disc().double()
@@ -233,7 +244,6 @@ def test_convert_dcgan_discriminator(backend, gen):
     torch.testing.assert_close(fresh(x), ref(x), rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("mode", ["train", "eval"])
 def test_gradient_penalties_match_unfused(backend, mode, gen):
     """WGAN-GP and R1 through a converted discriminator give the unfused model's parameter gradients."""
@@ -259,7 +269,6 @@ def test_gradient_penalties_match_unfused(backend, mode, gen):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_opcheck(backend, gen):
     op, backward_op = CUSTOM_OPS
     y = torch.randn(3, 4, 5, 6, generator=gen).to(DEVICE)
@@ -275,7 +284,6 @@ def test_opcheck(backend, gen):
         torch.library.opcheck(backward_op, (g, yl, w, b, mean, var, 1e-5, 0.2, backend))
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_torch_compile_fullgraph(backend, gen):
     torch._dynamo.reset()
     fused, _ = _pair(3, 5, 4, 2, 1)

@@ -10,13 +10,16 @@ from torch import nn
 import ganfast
 from ganfast import testing
 from ganfast.ops.conv_transpose2d import CUSTOM_OPS
+from ganfast.ref import conv_transpose_bn_act as ref
 
-from block_checks import DEVICE, check_inference, check_steps
+from block_checks import DEVICE, block_inputs, check_against_reference, check_inference, check_steps
 
-BACKENDS = ["torch", "triton"]
+# `backend` comes from the registry (conftest.py): every backend of this op, or of the op
+# a test's `op` marker names.
+OP = "conv_transpose_bn_act"
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.op("conv_transpose2d")
 def test_conv_transpose2d_every_geometry(backend, gen):
     """Every stride (1-4), kernel (1-7), output_padding < stride and a spread of paddings, tiny tensors."""
     for stride in range(1, 5):
@@ -36,7 +39,7 @@ def test_conv_transpose2d_every_geometry(backend, gen):
                                          f"s={stride} k={k} p={padding} op={output_padding}")
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.op("conv_transpose2d")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 def test_conv_transpose2d_gradients(backend, dtype, layout, gen):
@@ -64,6 +67,24 @@ def test_conv_transpose2d_gradcheck_float64(gen):
     )
 
 
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_matches_reference(backend, device, training, dtype, gen):
+    """The functional op against ganfast.ref.conv_transpose_bn_act: output, gradients, second derivatives."""
+    inputs = block_inputs(2, 3, 3, 2, 3, 2, dtype, device, gen, transposed=True)
+    check_against_reference(ganfast.ops.conv_transpose_bn_act, ref.conv_transpose_bn_act, inputs, backend, device,
+                            training, gen, stride=2, padding=1, output_padding=1, negative_slope=0.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_inference_matches_reference(backend, device, dtype, gen):
+    """Eval mode without gradients (one sub-pixel kernel on triton) against the reference."""
+    kw = dict(training=False, stride=2, padding=1, negative_slope=0.2)
+    inputs = block_inputs(3, 4, 4, 2, 3, 4, dtype, device, gen, transposed=True)
+    testing.check_op(lambda *a: ganfast.ops.conv_transpose_bn_act(*a, backend=backend, **kw),
+                     lambda *a: ref.conv_transpose_bn_act(*a, **kw), inputs, differentiable=[], order=0)
+
+
 # (in, out, kernel, stride, padding, output_padding, N, H, W)
 CONFIGS = [
     pytest.param(5, 17, 4, 2, 1, 0, 3, 3, 5, id="k4s2p1-dcgan"),
@@ -83,7 +104,6 @@ def _pair(cin, cout, k, s, p, op, slope=0.0, bias=False, **bn_kw):
     return fused, seq
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("cin,cout,k,s,p,op,n,h,w", CONFIGS)
 def test_train_steps_and_eval_match_sequential(backend, cin, cout, k, s, p, op, n, h, w, gen):
     fused, seq = _pair(cin, cout, k, s, p, op, bias=(k == 3))
@@ -92,7 +112,6 @@ def test_train_steps_and_eval_match_sequential(backend, cin, cout, k, s, p, op, 
                 torch.float32)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("bn_kw,slope", [(dict(momentum=None), 0.2), (dict(affine=False, eps=1e-3), 0.0),
                                          (dict(track_running_stats=False), 0.1)],
                          ids=["momentum-None-lrelu", "affine-False", "no-running-stats"])
@@ -102,7 +121,6 @@ def test_batch_norm_options(backend, bn_kw, slope, gen):
     check_steps(fused, seq, lambda: torch.randn(2, 3, 3, 4, generator=gen, dtype=torch.float64), torch.float32)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 def test_inference_path(backend, dtype, layout, gen):
@@ -145,7 +163,6 @@ class _Gen(nn.Module):
         return self.main(z)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_convert_dcgan_generator(backend, gen):
     torch.manual_seed(11)
     ref = _Gen().double()
@@ -181,7 +198,6 @@ def test_convert_dcgan_generator(backend, gen):
     torch.testing.assert_close(fresh(z), ref(z), rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_opcheck_and_compile(backend, gen):
     (op,) = CUSTOM_OPS
     x = torch.randn(2, 3, 3, 4, generator=gen).to(DEVICE)

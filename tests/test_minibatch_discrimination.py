@@ -15,10 +15,8 @@ from conftest import HAS_CUDA
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 TRITON_DEVICE = "cuda" if HAS_CUDA else "cpu"
 
-BACKENDS = [
-    pytest.param("torch", "cpu", id="torch-cpu"),
-    pytest.param("triton", TRITON_DEVICE, id="triton"),
-]
+# `backend, device` come from the registry (conftest.py): every backend of this op.
+OP = "minibatch_discrimination"
 
 
 def _layer(backend):
@@ -43,7 +41,6 @@ def _M(shape, dtype, device, gen):
     return M.to(dtype).to(device)
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
 @pytest.mark.parametrize(
     "B,A,K,D",
     [(1, 4, 3, 5), (3, 6, 4, 5), (5, 4, 3, 1), (9, 5, 2, 3), (70, 6, 2, 5)],
@@ -75,7 +72,6 @@ def test_triton_kernels_on_M(dtype, gen):
     testing.assert_close(dM, ref.minibatch_features_grad(g.double(), M.double()), dtype, 1, "dM")
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_double_backward(backend, device, dtype, gen):
     """create_graph=True recomputes through the reference: R1 / WGAN-GP through the layer."""
@@ -84,7 +80,6 @@ def test_double_backward(backend, device, dtype, gen):
                      generator=gen, gradcheck=False)
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
 def test_gradcheck_float64(backend, device, gen):
     # gradcheck runs the op per input element and the backward per output
     # element (~0.1 s each under the Triton interpreter): tiny there.
@@ -94,7 +89,6 @@ def test_gradcheck_float64(backend, device, gen):
                      generator=gen)
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_float32_T_with_half_x(backend, device, dtype, gen):
     """Mixed precision: T in float32, x in half; the output is in x's dtype, T's gradient in float32."""
@@ -108,7 +102,6 @@ def test_float32_T_with_half_x(backend, device, dtype, gen):
                      differentiable=[0, 1], order=1, generator=gen, gradcheck=False)
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
 def test_strided_inputs_and_partial_gradients(backend, device, gen):
     """x and T as non-contiguous views; gradients for x only and T only; an expanded incoming gradient."""
     xb, Tb = _inputs(6, 16, 6, 4, torch.float32, device, gen)
@@ -137,7 +130,6 @@ def test_closed_form_gradient_matches_autograd(gen):
     torch.testing.assert_close(ref.minibatch_features_grad(g, M.detach()), want, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
 def test_deterministic(backend, device, gen):
     x, T = _inputs(40, 8, 3, 5, torch.float32, device, gen)
     x.requires_grad_()
@@ -151,7 +143,6 @@ def test_deterministic(backend, device, gen):
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_opcheck(backend, device, dtype, gen):
     op, backward_op = CUSTOM_OPS
@@ -164,8 +155,10 @@ def test_opcheck(backend, device, dtype, gen):
 
 
 def test_torch_compile_fullgraph(gen):
-    """Both backends in one test: the first compile pays Dynamo's and Inductor's warm-up."""
-    for backend, device in (("torch", "cpu"), ("triton", "cuda" if HAS_CUDA else "cpu")):
+    """Every backend in one test: the first compile pays Dynamo's and Inductor's warm-up."""
+    for backend, device, available in testing.backend_cases(OP):
+        if not available:
+            continue
         torch._dynamo.reset()
         x = torch.randn(5, 8, generator=gen).to(device).requires_grad_()
         T = (torch.randn(8, 3, 4, generator=gen) / math.sqrt(8)).to(device).requires_grad_()
@@ -226,7 +219,6 @@ def salimans_minibatch_layer(x, T):
     return torch.cat([x, f], dim=1)
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
 def test_module_matches_the_paper(backend, device, gen):
     m = ganfast.nn.MinibatchDiscrimination(12, 5, 3, backend=backend).to(device).double()
     assert set(m.state_dict()) == {"T"} and m.T.shape == (12, 5, 3) and m.out_features == 17

@@ -13,10 +13,8 @@ from conftest import HAS_CUDA
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 
-BACKENDS = [
-    pytest.param("torch", "cpu", id="torch-cpu"),
-    pytest.param("triton", "cuda" if HAS_CUDA else "cpu", id="triton"),
-]
+# `backend, device` come from the registry (conftest.py): every backend of this op.
+OP = "minibatch_stddev"
 
 # (shape, group_size, num_channels): 5x7 maps; G = N; G = min(4, 3) = 3; batch 1
 # (G = 1, zero variance); F = C with 1-pixel-wide maps; several groups per batch.
@@ -42,7 +40,6 @@ def _x(shape, dtype, device, gen, scale=1.5):
     return (torch.randn(shape, generator=gen, dtype=torch.float64) * scale + 0.5).to(dtype).to(device)
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
 @pytest.mark.parametrize("shape,group_size,num_channels", SHAPES)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_matches_reference(backend, device, shape, group_size, num_channels, dtype, gen):
@@ -52,7 +49,6 @@ def test_matches_reference(backend, device, shape, group_size, num_channels, dty
                      differentiable=[0], order=1, generator=gen, gradcheck=False)
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_double_backward(backend, device, dtype, gen):
     """create_graph=True recomputes through the reference: R1 / WGAN-GP through the layer."""
@@ -61,7 +57,6 @@ def test_double_backward(backend, device, dtype, gen):
                      gradcheck=False)
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
 def test_gradcheck_float64(backend, device, gen):
     # gradcheck runs the op twice per input element and the backward once per
     # output element, each ~0.1 s under the Triton interpreter: 4 elements
@@ -71,7 +66,6 @@ def test_gradcheck_float64(backend, device, gen):
     testing.check_op(_fast(backend, 2, 2), _ref(2, 2), [x], differentiable=[0], order=2, generator=gen)
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_nearly_coincident_samples(backend, device, dtype, gen):
     """Mode collapse: samples within ~1e-4 of each other at |x| ~ 100, deviations near sqrt(eps).
@@ -87,7 +81,6 @@ def test_nearly_coincident_samples(backend, device, dtype, gen):
                      gradcheck=False)
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
 @pytest.mark.parametrize("layout", ["channels_last", "sliced"])
 def test_memory_layouts(backend, device, layout, gen):
     """Any strides in; channels_last stays channels_last; an expanded (stride-0) gradient is read as such."""
@@ -105,7 +98,6 @@ def test_memory_layouts(backend, device, layout, gen):
     testing.assert_close(dx, want, torch.float32, 1, "gradient of sum()")
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
 def test_nan_stays_in_its_group(backend, device, gen):
     x = _x((4, 3, 5, 7), torch.float32, device, gen)
     x[1, 2, 3, 4] = float("nan")  # group 1 of 2
@@ -115,7 +107,6 @@ def test_nan_stays_in_its_group(backend, device, gen):
                      gradcheck=False)
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
 def test_deterministic(backend, device, gen):
     x = _x((8, 16, 9, 9), torch.float32, device, gen).requires_grad_()
     g = torch.randn(8, 17, 9, 9, generator=gen).to(device)
@@ -151,7 +142,6 @@ def test_closed_form_gradient_matches_autograd(gen):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_opcheck(backend, device, dtype, gen):
     op, backward_op = CUSTOM_OPS
@@ -164,8 +154,10 @@ def test_opcheck(backend, device, dtype, gen):
 
 
 def test_torch_compile_fullgraph(gen):
-    """Both backends in one test: the first compile pays Dynamo's and Inductor's warm-up."""
-    for backend, device in (("torch", "cpu"), ("triton", "cuda" if HAS_CUDA else "cpu")):
+    """Every backend in one test: the first compile pays Dynamo's and Inductor's warm-up."""
+    for backend, device, available in testing.backend_cases(OP):
+        if not available:
+            continue
         torch._dynamo.reset()
         x = _x((6, 4, 5, 7), torch.float32, device, gen).requires_grad_()
 
@@ -219,7 +211,6 @@ def stylegan2_minibatch_std(x, group_size=4, num_channels=1):
     return _stylegan2_form(group_size, num_channels)(x)
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
 @pytest.mark.parametrize("group_size,num_channels", [(4, 1), (2, 3)])
 def test_module_matches_stylegan2(backend, device, group_size, num_channels, gen):
     m = ganfast.nn.MinibatchStdDev(group_size, num_channels, backend=backend)

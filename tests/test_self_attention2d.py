@@ -19,7 +19,8 @@ from ganfast.ref import self_attention2d as ref
 from conftest import HAS_CUDA
 
 DEVICE = "cuda" if HAS_CUDA else "cpu"
-BACKENDS = [pytest.param("torch", id="torch"), pytest.param("triton", id="triton")]
+# `backend` comes from the registry (conftest.py): every backend of this op.
+OP = "self_attention2d"
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 
 
@@ -41,7 +42,6 @@ def _ref(scale=1.0):
 # -- against the reference --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_matches_reference(backend, dtype, gen):
     """A 5x7 map, d_qk = 3, d_v = 17: output, gradients and double backward (R1's)."""
@@ -50,7 +50,6 @@ def test_matches_reference(backend, dtype, gen):
                      gradcheck=False)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_gradcheck_float64(backend, gen):
     """gradcheck and gradgradcheck in float64, with a non-unit scale (tiny: each input element costs
     interpreted launches)."""
@@ -58,7 +57,6 @@ def test_gradcheck_float64(backend, gen):
     testing.check_op(_fast(backend, 0.7), _ref(0.7), [q, k, v], differentiable=[0, 1, 2], order=2, generator=gen)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(
     "batch,d_qk,d_v,n",
     [(1, 24, 17, 3), (3, 1, 5, 1), (1, 40, 9, 70), (2, 8, 130, 20)],
@@ -76,7 +74,6 @@ def test_odd_sizes(backend, batch, d_qk, d_v, n, gen):
                      generator=gen, gradcheck=False)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("scale", [0.125, 3.0])
 def test_scale(backend, scale, gen):
     q, k, v = _inputs(2, 8, 6, 33, torch.float32, gen)
@@ -84,7 +81,6 @@ def test_scale(backend, scale, gen):
                      generator=gen, gradcheck=False)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_huge_scores(backend, gen):
     """Scores of magnitude ~1000, where exp overflows even float64: the running max keeps it in range.
 
@@ -97,7 +93,6 @@ def test_huge_scores(backend, gen):
                      generator=gen, gradcheck=False)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("layout", ["channels_last-4d", "transposed", "expanded"])
 def test_layouts_are_read_in_place(backend, layout, gen):
     """4-D channels_last maps, (B, N, d) tensors given as transposed views, and expanded tensors."""
@@ -119,7 +114,6 @@ def test_layouts_are_read_in_place(backend, layout, gen):
                      gradcheck=False)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_third_derivative(backend, gen):
     """Orders beyond two come from autograd through the reference (create_graph recomputation)."""
     q, k, v = _inputs(1, 2, 3, 4, torch.float64, gen)
@@ -239,7 +233,6 @@ def test_memory_128x128_batch8_on_gpu():
 # -- registration ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_opcheck(backend, dtype, gen):
     op, backward_op = CUSTOM_OPS
@@ -349,7 +342,6 @@ def _paper_twin(m, reduction):
     return paper
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_module_matches_the_paper(backend, gen):
     """Forward and every parameter's gradient, including an R1 penalty (double backward), in float64."""
     m = ganfast.nn.SelfAttention2d(16, reduction=8, backend=backend).double().to(DEVICE)
@@ -379,7 +371,6 @@ def test_module_matches_the_paper(backend, gen):
         torch.testing.assert_close(a, w, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 def test_module_dtypes_and_channels_last(backend, dtype, gen):
     """The module in its parameters' dtype on a channels_last map, against the paper's block in float64

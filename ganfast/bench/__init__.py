@@ -25,7 +25,7 @@ CASE_MODULES: Dict[str, str] = {
     "minibatch_discrimination": "ganfast.bench.minibatch_discrimination",
     "minibatch_stddev": "ganfast.bench.minibatch_stddev",
     "self_attention2d": "ganfast.bench.self_attention2d",
-    "sqrtm_trace": "ganfast.bench.sqrtm",
+    "sqrtm_trace": "ganfast.bench.sqrtm_trace",
 }
 
 

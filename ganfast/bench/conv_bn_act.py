@@ -113,8 +113,9 @@ class ConvBNActCase(BenchCase):
         raise ValueError(f"unknown pass {pass_!r}")
 
 
-def _case(name: str, shape, cout: int, k: int = 4, stride: int = 2, padding: int = 1, quick: bool = False,
-          op: str = OP, **extra: Any) -> List[ConvBNActCase]:
+def block_cases(name: str, shape, cout: int, k: int = 4, stride: int = 2, padding: int = 1, quick: bool = False,
+                op: str = OP, **extra: Any) -> List[ConvBNActCase]:
+    """One layer's two cases, training and eval mode."""
     return [
         ConvBNActCase(op=op, name=f"{name} {mode}", shape=tuple(shape),
                       params=dict(cout=cout, k=k, stride=stride, padding=padding, training=mode == "train", **extra),
@@ -123,18 +124,24 @@ def _case(name: str, shape, cout: int, k: int = 4, stride: int = 2, padding: int
     ]
 
 
+#: (name, input shape (N, Cin, H, W), Cout): the BatchNorm layers of a DCGAN
+#: discriminator at 64x64 (batch 128, ndf 64) and of a 256x256 discriminator
+#: (batch 32, 128x128 down to 8x8); every one a k4 s2 p1 convolution.
+LAYERS = [
+    ("dcgan64 L2", (128, 64, 32, 32), 128),
+    ("dcgan64 L3", (128, 128, 16, 16), 256),
+    ("dcgan64 L4", (128, 256, 8, 8), 512),
+    ("d256 L2", (32, 64, 128, 128), 128),
+    ("d256 L3", (32, 128, 64, 64), 256),
+    ("d256 L4", (32, 256, 32, 32), 512),
+    ("d256 L5", (32, 512, 16, 16), 512),
+    ("d256 L6", (32, 512, 8, 8), 512),
+]
+
+
 def cases() -> List[ConvBNActCase]:
     """The conv_bn_act benchmark table: ``--quick`` cases first, then the full set."""
-    out: List[ConvBNActCase] = []
-    out += _case("tiny", (4, 8, 16, 16), cout=16, quick=True)
-    # DCGAN discriminator, 64x64 input, batch 128, ndf 64: the three BatchNorm layers.
-    out += _case("dcgan64 L2", (128, 64, 32, 32), cout=128)
-    out += _case("dcgan64 L3", (128, 128, 16, 16), cout=256)
-    out += _case("dcgan64 L4", (128, 256, 8, 8), cout=512)
-    # A 256x256 discriminator, batch 32: the BatchNorm layers from 128x128 down to 8x8.
-    out += _case("d256 L2", (32, 64, 128, 128), cout=128)
-    out += _case("d256 L3", (32, 128, 64, 64), cout=256)
-    out += _case("d256 L4", (32, 256, 32, 32), cout=512)
-    out += _case("d256 L5", (32, 512, 16, 16), cout=512)
-    out += _case("d256 L6", (32, 512, 8, 8), cout=512)
+    out = block_cases("tiny", (4, 8, 16, 16), cout=16, quick=True)
+    for name, shape, cout in LAYERS:
+        out += block_cases(name, shape, cout=cout)
     return out

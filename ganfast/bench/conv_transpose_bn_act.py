@@ -10,27 +10,33 @@ from __future__ import annotations
 
 from typing import List
 
-from .conv_bn_act import ConvBNActCase, _case
+from .conv_bn_act import ConvBNActCase, block_cases
 
 OP = "conv_transpose_bn_act"
 
+#: (name, input shape (N, Cin, H, W), Cout, stride, padding): a DCGAN
+#: generator (100 -> 512 (1 -> 4), 512 -> 256 (8), 256 -> 128 (16), 128 -> 64
+#: (32)) and a 256x256 generator at batch 32 (4x4 -> 128x128 with BatchNorm).
+LAYERS = [
+    ("dcgan64 L1", (128, 100, 1, 1), 512, 1, 0),
+    ("dcgan64 L2", (128, 512, 4, 4), 256, 2, 1),
+    ("dcgan64 L3", (128, 256, 8, 8), 128, 2, 1),
+    ("dcgan64 L4", (128, 128, 16, 16), 64, 2, 1),
+    ("g256 L2", (32, 512, 4, 4), 512, 2, 1),
+    ("g256 L3", (32, 512, 8, 8), 512, 2, 1),
+    ("g256 L4", (32, 512, 16, 16), 256, 2, 1),
+    ("g256 L5", (32, 256, 32, 32), 128, 2, 1),
+    ("g256 L6", (32, 128, 64, 64), 64, 2, 1),
+]
 
-def _gen(name, shape, cout, k=4, stride=2, padding=1, quick=False) -> List[ConvBNActCase]:
-    return _case(name, shape, cout, k, stride, padding, quick=quick, op=OP, transposed=True, slope=0.0)
+
+def _gen(name, shape, cout, stride=2, padding=1, quick=False) -> List[ConvBNActCase]:
+    return block_cases(name, shape, cout, 4, stride, padding, quick=quick, op=OP, transposed=True, slope=0.0)
 
 
 def cases() -> List[ConvBNActCase]:
-    out: List[ConvBNActCase] = []
-    out += _gen("tiny", (4, 8, 8, 8), cout=16, quick=True)
-    # DCGAN generator: 100 -> 512 (1 -> 4), 512 -> 256 (8), 256 -> 128 (16), 128 -> 64 (32).
-    out += _gen("dcgan64 L1", (128, 100, 1, 1), cout=512, stride=1, padding=0)
-    out += _gen("dcgan64 L2", (128, 512, 4, 4), cout=256)
-    out += _gen("dcgan64 L3", (128, 256, 8, 8), cout=128)
-    out += _gen("dcgan64 L4", (128, 128, 16, 16), cout=64)
-    # 256x256 generator, batch 32: 4x4 -> 128x128 with BatchNorm.
-    out += _gen("g256 L2", (32, 512, 4, 4), cout=512)
-    out += _gen("g256 L3", (32, 512, 8, 8), cout=512)
-    out += _gen("g256 L4", (32, 512, 16, 16), cout=256)
-    out += _gen("g256 L5", (32, 256, 32, 32), cout=128)
-    out += _gen("g256 L6", (32, 128, 64, 64), cout=64)
+    """The conv_transpose_bn_act benchmark table: ``--quick`` cases first, then the full set."""
+    out = _gen("tiny", (4, 8, 8, 8), cout=16, quick=True)
+    for name, shape, cout, stride, padding in LAYERS:
+        out += _gen(name, shape, cout, stride, padding)
     return out

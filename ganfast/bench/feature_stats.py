@@ -1,7 +1,7 @@
 """Benchmark cases for ``feature_stats``: streaming feature statistics at FID's size.
 
 ``ganfast bench --op feature_stats`` times :class:`ganfast.metrics.FeatureStats`
-fed batch by batch (each batch through ``ganfast.ops.feature_stats_update``)
+fed batch by batch (each batch through ``ganfast.ops.feature_stats``)
 against ``torch.cov`` of all features at once in float64, which is what a
 user with every feature in memory writes.  50,000 samples of 2048 features is
 FID's customary count.  Forward only: statistics have no gradient.

@@ -27,17 +27,17 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from .._backend import BACKENDS
+from ..testing import norm_tolerance
 from .case import DTYPES, FWD, FWD_BWD, PASSES, BenchCase, max_rel_err
 from .peak import Peaks
 from .timing import Stats, TimerConfig, gbps, make_timer, tflops
 
-GANFAST_BACKENDS: Tuple[str, ...] = ("torch", "triton", "cuda")
+GANFAST_BACKENDS: Tuple[str, ...] = BACKENDS
 
-# Relative error (||out - ref|| / ||ref||, ref in float64) a provider may show.
-# float32: every provider computes in float32, far under this.  bfloat16 and
-# float16: the eager baseline rounds to the storage type after every step
-# (add, activation, gain), so it alone reaches a few 1e-3 in bf16.
-TOLERANCE: Dict[torch.dtype, float] = {torch.float32: 1e-4, torch.bfloat16: 2e-2, torch.float16: 5e-3}
+# The relative error (||out - ref|| / ||ref||, ref in float64) a provider may
+# show is ganfast.testing.norm_tolerance: one table for the project, which
+# says why the benchmark's bound is norm-wise.
 
 # On a CPU: cases above this many elements are skipped (minutes per case, and
 # CPU timings say nothing about GPU speed anyway) ...
@@ -148,10 +148,6 @@ def _first_line(err: BaseException, limit: int = 300) -> str:
     text = str(err).strip().splitlines()
     msg = f"{type(err).__name__}: {text[0] if text else ''}"
     return msg if len(msg) <= limit else msg[: limit - 3] + "..."
-
-
-def tolerance(dtype: torch.dtype) -> float:
-    return TOLERANCE.get(dtype, 1e-2)
 
 
 def case_skip_reason(case: BenchCase, device: torch.device, cfg: "BenchConfig") -> Optional[str]:
@@ -291,7 +287,7 @@ class Runner:
         refs, g = reference(case, inputs.args, grad, dev, cfg.seed)
         nbytes = case.bytes_moved(dtype, pass_)
         nflops = case.flops(pass_)
-        tol = tolerance(dtype)
+        tol = norm_tolerance(dtype)
 
         rows: List[Row] = []
         for provider in self.providers(case.op):

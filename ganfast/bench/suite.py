@@ -36,8 +36,8 @@ from .runner import (
     make_step,
     reference,
     skip_reason,
-    tolerance,
 )
+from ..testing import norm_tolerance
 from .timing import FLUSH_BYTES, gbps, tflops
 
 
@@ -112,7 +112,7 @@ def run(benchmark: Any, device: torch.device, param: Param, peaks: Optional[Any]
             pytest.skip(f"torch.compile failed: {type(err).__name__}: {str(err).strip()[:300]}")
         raise
     err = max_rel_err(outs, refs)
-    tol = tolerance(dtype)
+    tol = norm_tolerance(dtype)
     assert err <= tol, f"{provider.name} disagrees with float64 eager: rel. error {err:.2e} > {tol:.0e}"
     del outs
 

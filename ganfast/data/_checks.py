@@ -1,11 +1,15 @@
-"""Argument checks shared by every loader, so each bad argument is reported the same way."""
+"""Argument checks shared by every loader, so each bad argument is reported the same way.
+
+Built on :mod:`ganfast._checks` (``TypeError`` for a wrong type, ``ValueError`` for a wrong value).
+"""
 
 from __future__ import annotations
 
-import numbers
 from typing import Optional
 
 import torch
+
+from .._checks import check_choice, check_int, check_positive_int
 
 #: Channel counts an image dataset can be converted to: gray, RGB, RGBA.
 CHANNEL_CHOICES = (1, 3, 4)
@@ -13,42 +17,25 @@ CHANNEL_CHOICES = (1, 3, 4)
 
 def check_image_size(image_size) -> Optional[int]:
     """``None`` or a positive int (bool is refused: ``True`` is not a size)."""
-    if image_size is None:
-        return None
-    if isinstance(image_size, bool) or not isinstance(image_size, numbers.Integral):
-        raise TypeError(f"image_size must be a positive int or None, got {image_size!r}")
-    if image_size <= 0:
-        raise ValueError(f"image_size must be a positive int, got {image_size}")
-    return int(image_size)
+    return None if image_size is None else check_positive_int(image_size, "image_size")
 
 
 def check_channels(channels) -> Optional[int]:
     """``None`` or one of :data:`CHANNEL_CHOICES`."""
     if channels is None:
         return None
-    if isinstance(channels, bool) or not isinstance(channels, numbers.Integral):
-        raise TypeError(f"channels must be one of {CHANNEL_CHOICES} or None, got {channels!r}")
-    if int(channels) not in CHANNEL_CHOICES:
-        raise ValueError(f"channels must be one of {CHANNEL_CHOICES} (gray, RGB, RGBA), got {channels}")
-    return int(channels)
+    check_int(channels, "channels", what=f"one of {CHANNEL_CHOICES} (gray, RGB, RGBA)")
+    return check_choice(int(channels), "channels", CHANNEL_CHOICES)
 
 
 def check_num_samples(num_samples) -> Optional[int]:
     """``None`` or a positive int."""
-    if num_samples is None:
-        return None
-    if isinstance(num_samples, bool) or not isinstance(num_samples, numbers.Integral):
-        raise TypeError(f"num_samples must be a positive int or None, got {num_samples!r}")
-    if num_samples <= 0:
-        raise ValueError(f"num_samples must be a positive int, got {num_samples}")
-    return int(num_samples)
+    return None if num_samples is None else check_positive_int(num_samples, "num_samples")
 
 
 def check_seed(seed) -> int:
     """An int seed for a ``torch.Generator``."""
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be an int, got {seed!r}")
-    return int(seed)
+    return check_int(seed, "seed")
 
 
 def refuse_image_options(name: str, image_size, channels) -> None:

@@ -3,7 +3,7 @@
 :class:`FeatureStats` keeps shifted float64 sufficient statistics (``N``,
 shift ``c``, ``sum (x - c)``, ``sum (x - c)(x - c)^T``; why, and why it is
 exact: :mod:`ganfast.ref.feature_stats`), updated by the registered op
-:func:`ganfast.ops.feature_stats_update`.  Two sets of statistics merge
+:func:`ganfast.ops.feature_stats`.  Two sets of statistics merge
 exactly (Chan et al.'s pairwise update, written for shifted sums), which is
 also how :meth:`FeatureStats.all_reduce` combines processes: every rank
 re-expresses its sums about the global mean, then one all-reduce adds them.
@@ -21,7 +21,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 import numpy as np
 import torch
 
-from ..ops.feature_stats import feature_stats_update
+from ..ops.feature_stats import feature_stats
 from .frechet import as_features
 
 Tensor = torch.Tensor
@@ -108,7 +108,7 @@ class FeatureStats:
             # sums cancel nothing (see ganfast.ref.feature_stats).
             self._allocate(d, device, x.to(device=device, dtype=torch.float64).mean(0))
         x = x.to(self.device)
-        feature_stats_update(x, self._shift, self._total, self._gram, backend=self.backend)
+        feature_stats(x, self._shift, self._total, self._gram, backend=self.backend)
         self.count += n
         return self
 

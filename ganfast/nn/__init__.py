@@ -3,7 +3,8 @@
 from .bias_act import BiasAct
 from .conv_bn_act import ConvBNLeakyReLU2d
 from .conv_transpose_bn_act import ConvTransposeBNReLU2d
-from .minibatch import MinibatchDiscrimination, MinibatchStdDev
+from .minibatch_discrimination import MinibatchDiscrimination
+from .minibatch_stddev import MinibatchStdDev
 from .self_attention2d import SelfAttention2d
 from .convert import convert
 

@@ -8,8 +8,9 @@ import torch
 from torch import nn
 
 from .. import _backend
+from .._activations import canonical_act
+from .._checks import TypeOrValueError, check_bool, check_float, check_int
 from ..ops.bias_act import bias_act
-from ..ref.bias_act import canonical_act
 
 
 class BiasAct(nn.Module):
@@ -26,8 +27,16 @@ class BiasAct(nn.Module):
             (:func:`ganfast.use_backend`); a backend name pins this layer to it.
 
     The state_dict holds ``bias`` only (when ``bias=True``).
+
+    Raises:
+        TypeError: an argument of the wrong type (``num_channels`` missing or
+            not an int when ``bias=True`` raises :class:`ganfast._checks.TypeOrValueError`,
+            also a ``ValueError``).
+        ValueError: ``act`` or ``backend`` unknown, ``num_channels`` below 1,
+            a number not finite, ``clamp`` negative.
     """
 
+    # act..dim are ganfast.ops.bias_act's keyword arguments, with its defaults.
     def __init__(
         self,
         num_channels: Optional[int] = None,
@@ -42,15 +51,16 @@ class BiasAct(nn.Module):
     ) -> None:
         super().__init__()
         self.act = canonical_act(act)
-        self.negative_slope = float(negative_slope)
-        self.gain = float(gain)
-        self.clamp = None if clamp is None else float(clamp)
-        self.dim = int(dim)
-        self.backend = _backend._check_name(backend)
-        if bias:
-            if num_channels is None or int(num_channels) < 1:
-                raise ValueError(f"num_channels must be a positive int when bias=True; got {num_channels!r}")
-            self.bias = nn.Parameter(torch.full((int(num_channels),), float(bias_init)))
+        self.negative_slope = check_float(negative_slope, "negative_slope")
+        self.gain = check_float(gain, "gain")
+        self.clamp = None if clamp is None else check_float(clamp, "clamp", minimum=0.0)
+        self.dim = check_int(dim, "dim")
+        self.backend = _backend.check_backend(backend)
+        if check_bool(bias, "bias"):
+            # A missing num_channels raised ValueError before the convention: TypeOrValueError keeps that.
+            num_channels = check_int(num_channels, "num_channels", minimum=1, what="a positive int when bias=True",
+                                     type_error=TypeOrValueError)
+            self.bias = nn.Parameter(torch.full((num_channels,), check_float(bias_init, "bias_init")))
         else:
             self.register_parameter("bias", None)
 

@@ -34,14 +34,16 @@ def bn_forward_args(bn: nn.modules.batchnorm._BatchNorm):
     )
 
 
-class _ConvBNAct(nn.Module):
+class FusedConvBNAct(nn.Module):
     """Shared body of the fused conv -> BatchNorm2d -> LeakyReLU/ReLU layers.
 
     Subclasses name the conv type they hold (``conv_type``), the fused op
-    (``_fused``) and any extra unsupported configuration (``_unsupported``).
+    (``fused_op``), the convolution's extra arguments (``_conv_kwargs``) and
+    any extra unsupported configuration (``_unsupported``).
     """
 
     conv_type = nn.Conv2d
+    fused_op = staticmethod(conv_bn_act)
 
     @classmethod
     def from_modules(cls, conv: nn.Module, bn: nn.BatchNorm2d, act: Optional[nn.Module] = None,
@@ -65,8 +67,14 @@ class _ConvBNAct(nn.Module):
         self.conv = conv
         self.bn = bn
         self.negative_slope = float(negative_slope)
-        self.backend = _backend._check_name(backend)
+        self.backend = _backend.check_backend(backend)
         self._warned = False
+
+    def _build(self, conv: nn.Module, eps: float, momentum: Optional[float], affine: bool,
+               track_running_stats: bool, negative_slope: float, backend: str, factory: dict) -> None:
+        """``_setup`` with a new BatchNorm2d after ``conv`` (the constructors' common half)."""
+        bn = nn.BatchNorm2d(conv.out_channels, eps, momentum, affine, track_running_stats, **factory)
+        self._setup(conv, bn, negative_slope, backend)
 
     def fused_supported(self, x: torch.Tensor) -> Optional[str]:
         """None when the fused path covers this layer and input, else why not."""
@@ -91,8 +99,15 @@ class _ConvBNAct(nn.Module):
     def _unfused(self, x: torch.Tensor) -> torch.Tensor:
         return F.leaky_relu(self.bn(self.conv(x)), self.negative_slope)
 
+    def _conv_kwargs(self) -> dict:
+        return dict(stride=self.conv.stride, padding=self.conv.padding)
+
     def _fused(self, x, training, momentum, running_mean, running_var, backend) -> torch.Tensor:
-        raise NotImplementedError
+        return self.fused_op(
+            x, self.conv.weight, self.conv.bias, self.bn.weight, self.bn.bias, running_mean, running_var,
+            training=training, momentum=momentum, eps=self.bn.eps, negative_slope=self.negative_slope,
+            backend=backend, **self._conv_kwargs(),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         reason = self.fused_supported(x)
@@ -113,7 +128,7 @@ class _ConvBNAct(nn.Module):
         return extra
 
 
-class ConvBNLeakyReLU2d(_ConvBNAct):
+class ConvBNLeakyReLU2d(FusedConvBNAct):
     """``Conv2d -> BatchNorm2d -> LeakyReLU(negative_slope)`` as one fused layer.
 
     Parameters and buffers live in the children ``conv`` (an ``nn.Conv2d``)
@@ -134,38 +149,15 @@ class ConvBNLeakyReLU2d(_ConvBNAct):
 
     conv_type = nn.Conv2d
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size,
-        stride=1,
-        padding=0,
-        bias: bool = False,
-        negative_slope: float = 0.2,
-        eps: float = 1e-5,
-        momentum: Optional[float] = 0.1,
-        affine: bool = True,
-        track_running_stats: bool = True,
-        backend: str = "auto",
-        device=None,
-        dtype=None,
-    ) -> None:
+    # nn.Conv2d's and nn.BatchNorm2d's arguments, in DESIGN.md's order.
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, bias: bool = False,
+                 negative_slope: float = 0.2, eps: float = 1e-5, momentum: Optional[float] = 0.1,
+                 affine: bool = True, track_running_stats: bool = True, backend: str = "auto", device=None,
+                 dtype=None) -> None:
         super().__init__()
         factory = {"device": device, "dtype": dtype}
-        self._setup(
-            nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=bias, **factory),
-            nn.BatchNorm2d(out_channels, eps, momentum, affine, track_running_stats, **factory),
-            negative_slope,
-            backend,
-        )
-
-    def _fused(self, x, training, momentum, running_mean, running_var, backend) -> torch.Tensor:
-        return conv_bn_act(
-            x, self.conv.weight, self.conv.bias, self.bn.weight, self.bn.bias, running_mean, running_var,
-            training=training, momentum=momentum, eps=self.bn.eps, stride=self.conv.stride,
-            padding=self.conv.padding, negative_slope=self.negative_slope, backend=backend,
-        )
+        conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=bias, **factory)
+        self._build(conv, eps, momentum, affine, track_running_stats, negative_slope, backend, factory)
 
 
 def activation_slope(act: Optional[nn.Module]) -> float:

@@ -60,7 +60,7 @@ def convert(module: nn.Module, backend: str = "auto") -> nn.Module:
     ``backend`` pins the backend of the fused layers; ``"auto"`` follows the
     global choice.
     """
-    backend = _backend._check_name(backend)
+    backend = _backend.check_backend(backend)
     if not isinstance(module, nn.Module):
         raise TypeError(f"module must be an nn.Module; got {type(module).__name__}")
     for seq in [m for m in module.modules() if isinstance(m, nn.Sequential)]:

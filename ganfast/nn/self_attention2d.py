@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from .. import _backend
-from ..ops.self_attention2d import SUPPORTED_DTYPES, self_attention2d
+from .._checks import TypeOrValueError, check_ndim, check_positive_int, check_tensor
+from ..ops.self_attention2d import self_attention2d
 
 
 class SelfAttention2d(nn.Module):
@@ -44,33 +45,33 @@ class SelfAttention2d(nn.Module):
     (the parameters' dtype under ``.to()``, or any of them under autocast);
     output of the same shape and dtype.  Derivatives: as the op (double
     backward, e.g. R1, recomputes the attention through the reference).
+
+    Raises:
+        ValueError: ``channels`` or ``reduction`` is not a positive int (a
+            :class:`ganfast._checks.TypeOrValueError` when not an int at all),
+            or ``backend`` unknown; in ``forward``, ``x`` not 4-D, with the
+            wrong channels, or empty.
+        TypeError: in ``forward``, ``x`` not a float tensor.
     """
 
     def __init__(self, channels: int, reduction: int = 8, backend: str = "auto") -> None:
         super().__init__()
-        for value, name in ((channels, "channels"), (reduction, "reduction")):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int; got {value!r}")
-        self.channels = channels
-        self.reduction = reduction
+        # A non-int raised ValueError before the convention: TypeOrValueError keeps that.
+        self.channels = check_positive_int(channels, "channels", TypeOrValueError)
+        self.reduction = check_positive_int(reduction, "reduction", TypeOrValueError)
         self.inner_channels = max(1, channels // reduction)
-        self.backend = _backend._check_name(backend)
+        self.backend = _backend.check_backend(backend)
         self.query = nn.Conv2d(channels, self.inner_channels, kernel_size=1)
         self.key = nn.Conv2d(channels, self.inner_channels, kernel_size=1)
         self.value = nn.Conv2d(channels, channels, kernel_size=1)
         self.gamma = nn.Parameter(torch.zeros(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"x must be a torch.Tensor; got {type(x).__name__}")
-        if x.dim() != 4:
-            raise ValueError(f"x must be 4-D (batch, channels, height, width); got shape {tuple(x.shape)}")
+        check_tensor(x, "x", dtypes=None)
+        check_ndim(x, "x", 4, "be 4-D (batch, channels, height, width)")
         if x.shape[1] != self.channels:
             raise ValueError(f"x must have {self.channels} channels (dim 1); got shape {tuple(x.shape)}")
-        if x.dtype not in SUPPORTED_DTYPES:
-            raise TypeError(f"x must be float16, bfloat16, float32 or float64; got {x.dtype}")
-        if x.numel() == 0:
-            raise ValueError(f"x must not be empty; got shape {tuple(x.shape)}")
+        check_tensor(x, "x", nonempty=True)
         # flatten(2) of an NCHW or channels_last map is a view: the op reads it in place.
         q = self.query(x).flatten(2)
         k = self.key(x).flatten(2)

@@ -28,13 +28,15 @@ returned batch mean and biased variance, exactly as ``nn.BatchNorm2d`` does.
 from __future__ import annotations
 
 import types
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import torch
 
 from .. import _backend, _layout
+from .._checks import check_device, check_float, check_ndim, check_shape, check_tensor
+from .._dtypes import compute_dtype
 from ..ref import batch_norm_act as ref
-from ..ref.bias_act import compute_dtype
+from ._autograd import differentiable_backward, reference_grads
 
 Tensor = torch.Tensor
 
@@ -64,7 +66,6 @@ def _triton_impl():
 
 def register_backends(op: str) -> None:
     """Register this op's implementations under ``op`` (the fused conv blocks share them)."""
-    _backend.register_op(op, auto_order=("triton", "torch"))
     _backend.register(op, "torch", _torch_impl)
     _backend.register(op, "triton", _triton_impl)
 
@@ -91,8 +92,29 @@ def _batch_norm_act_op(
     return impl.scale_shift_act(y, scale, shift, negative_slope, mean), mean, var
 
 
+def check_args(y: Any, weight: Any, bias: Any, eps: Any, negative_slope: Any) -> Tuple[float, float]:
+    """Check the arguments of the registered op: ``(eps, negative_slope)`` as floats.
+
+    Called by :func:`batch_norm_act_train` and by both fake implementations.
+
+    Raises:
+        TypeError: ``y``, ``weight`` or ``bias`` is not a float tensor (the
+            latter two may be None), or a number is not a number.
+        ValueError: ``y`` is not (N, C, ...), ``weight`` / ``bias`` are not
+            (C,) on y's device, ``eps`` is not positive.
+    """
+    check_tensor(y, "y")
+    check_ndim(y, "y", range(2, 9), "be (N, C, *) with channels at dim 1")
+    for t, name in ((weight, "weight"), (bias, "bias")):
+        if check_tensor(t, name, optional=True) is not None:
+            check_shape(t, name, (y.shape[1],), " (one value per channel of y)")
+            check_device(t, name, y.device, "y")
+    return check_float(eps, "eps", positive=True), check_float(negative_slope, "negative_slope")
+
+
 @_batch_norm_act_op.register_fake
 def _(y, weight, bias, eps, negative_slope, backend):
+    check_args(y, weight, bias, eps, negative_slope)
     stats = y.new_empty((y.shape[1],), dtype=compute_dtype(y.dtype))
     return torch.empty_like(y), stats, torch.empty_like(stats)
 
@@ -122,6 +144,12 @@ def _batch_norm_act_backward_op(
 
 @_batch_norm_act_backward_op.register_fake
 def _(grad, y, weight, bias, mean, var, eps, negative_slope, backend):
+    check_args(y, weight, bias, eps, negative_slope)
+    check_tensor(grad, "grad")
+    check_shape(grad, "grad", tuple(y.shape), " (y's)")
+    for t, name in ((mean, "mean"), (var, "var")):
+        check_tensor(t, name, dtypes=(compute_dtype(y.dtype),))
+        check_shape(t, name, (y.shape[1],), " (one value per channel of y)")
     return torch.empty_like(y), torch.empty_like(mean), torch.empty_like(mean)
 
 
@@ -137,16 +165,12 @@ def _backward(ctx, grad, _grad_mean, _grad_var):
     y, weight, bias, mean, var = ctx.saved_tensors
     eps, negative_slope, backend = ctx.params
     needs = ctx.needs_input_grad[:3]
-    if torch.is_grad_enabled():
-        # create_graph=True: the gradient must itself be differentiable.
-        # Recompute through the reference (documented in the module docstring).
-        wrt = [t for t, n in zip((y, weight, bias), needs) if n]
-        with torch.enable_grad():
-            out = ref.batch_norm_act(y, None, None, weight, bias, True, 0.0, eps, negative_slope)
-            got = iter(torch.autograd.grad(out, wrt, grad, create_graph=True, allow_unused=True))
-        grads = [next(got) if n else None for n in needs]
-        grads = [torch.zeros_like(t) if g is None and n else g for g, t, n in zip(grads, (y, weight, bias), needs)]
-        return grads[0], grads[1], grads[2], None, None, None
+    if differentiable_backward():
+        # Recomputed through the reference (documented in the module docstring).
+        def reference(y, weight, bias):
+            return ref.batch_norm_act(y, None, None, weight, bias, True, 0.0, eps, negative_slope)
+
+        return (*reference_grads(reference, (y, weight, bias), needs, grad), None, None, None)
     dy, dweight, dbias = _batch_norm_act_backward_op(grad, y, weight, bias, mean, var, eps, negative_slope, backend)
     return (
         dy if needs[0] else None,
@@ -174,11 +198,15 @@ def batch_norm_act_train(
 ) -> Tensor:
     """``leaky_relu(F.batch_norm(y, training=True))`` with the running statistics updated in place.
 
-    Arguments are assumed checked by the caller (the public conv ops).
+    The training-mode stage of the fused conv blocks (Ioffe & Szegedy 2015,
+    Algorithm 1, then a leaky ReLU): the running statistics are assumed
+    checked by the caller (the public conv ops); the op's own arguments are
+    checked by :func:`check_args`.
     ``momentum`` is the exponential-average factor as ``F.batch_norm`` takes
     it (``nn.BatchNorm2d`` passes ``1 / num_batches_tracked`` when its own
     momentum is None).
     """
+    eps, negative_slope = check_args(y, weight, bias, eps, negative_slope)
     count = y.numel() // y.shape[1]
     if count <= 1:
         raise ValueError(f"Expected more than 1 value per channel when training, got input size {list(y.shape)}")

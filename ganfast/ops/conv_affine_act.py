@@ -20,12 +20,14 @@ No autograd: the blocks call this only when nothing needs a gradient
 from __future__ import annotations
 
 import types
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import torch
 import torch.nn.functional as F
 
-from .. import _backend
+from .. import _backend, _layout
+from .._checks import check_device, check_ndim, check_shape, check_tensor
+from .._dtypes import compute_dtype
 
 Tensor = torch.Tensor
 
@@ -40,7 +42,7 @@ def _torch_forward(x, weight, center, scale, shift, stride, padding, output_padd
     shape = (1, -1, 1, 1)
     pre = (y.to(scale.dtype) + center.reshape(shape)) * scale.reshape(shape) + shift.reshape(shape)
     out = F.leaky_relu(pre, negative_slope).to(x.dtype)
-    return out.contiguous(memory_format=_memory_format(x))
+    return out.contiguous(memory_format=_layout.memory_format_of(x))
 
 
 def _triton_impl():
@@ -55,16 +57,8 @@ def _triton_impl():
     return types.SimpleNamespace(forward=forward)
 
 
-# cuDNN + one element-wise pass until a GPU measurement shows the implicit GEMM ahead.
-_backend.register_op(OP, auto_order=("torch", "triton"))
 _backend.register(OP, "torch", lambda: types.SimpleNamespace(forward=_torch_forward))
 _backend.register(OP, "triton", _triton_impl)
-
-
-def _memory_format(x: Tensor) -> torch.memory_format:
-    if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
-        return torch.channels_last
-    return torch.contiguous_format
 
 
 def _out_hw(x, weight, stride, padding, output_padding, transposed):
@@ -91,14 +85,39 @@ def _conv_affine_act_op(
     _, impl = _backend.select(OP, backend, x.device)
     y = impl.forward(x, weight, center, scale, shift, tuple(stride), tuple(padding), tuple(output_padding),
                      transposed, negative_slope)
-    return y.contiguous(memory_format=_memory_format(x))
+    return y.contiguous(memory_format=_layout.memory_format_of(x))
+
+
+def check_args(x: Any, weight: Any, center: Any, scale: Any, shift: Any, transposed: bool) -> int:
+    """Check the registered op's tensors (the fake calls it; the blocks check their users' arguments).
+
+    Returns C_out.
+
+    Raises:
+        TypeError: not float tensors, ``weight`` not in x's dtype, or the
+            per-channel vectors not float32 or float64.
+        ValueError: not 4-D, channels that do not match, vectors that are
+            not (C_out,) or on another device.
+    """
+    check_tensor(x, "x", nonempty=True)
+    check_ndim(x, "x", 4, "be 4-D (N, C, H, W)")
+    check_tensor(weight, "weight", dtypes=(x.dtype,), dtype_requirement=f"have x's dtype ({x.dtype})")
+    check_ndim(weight, "weight", 4, "be 4-D")
+    check_device(weight, "weight", x.device)
+    c_in, c_out = (weight.shape[0], weight.shape[1]) if transposed else (weight.shape[1], weight.shape[0])
+    check_shape(x, "x", (x.shape[0], c_in, x.shape[2], x.shape[3]), " (weight's input channels)")
+    for t, name in ((center, "center"), (scale, "scale"), (shift, "shift")):
+        check_tensor(t, name, dtypes=(torch.float32, torch.float64))
+        check_shape(t, name, (c_out,), " (one value per output channel)")
+        check_device(t, name, x.device)
+    return c_out
 
 
 @_conv_affine_act_op.register_fake
 def _(x, weight, center, scale, shift, stride, padding, output_padding, transposed, negative_slope, backend):
-    c_out = weight.shape[1] if transposed else weight.shape[0]
+    c_out = check_args(x, weight, center, scale, shift, transposed)
     h, w = _out_hw(x, weight, stride, padding, output_padding, transposed)
-    return x.new_empty((x.shape[0], c_out, h, w)).contiguous(memory_format=_memory_format(x))
+    return x.new_empty((x.shape[0], c_out, h, w)).contiguous(memory_format=_layout.memory_format_of(x))
 
 
 def eval_affine(
@@ -106,7 +125,7 @@ def eval_affine(
     running_var: Tensor, eps: float, dtype: torch.dtype,
 ):
     """(center, scale, shift) of eval-mode BatchNorm after a convolution with ``bias``, in float32 or better."""
-    acc = torch.promote_types(torch.float64 if dtype == torch.float64 else torch.float32, running_var.dtype)
+    acc = torch.promote_types(compute_dtype(dtype), running_var.dtype)
     scale = torch.rsqrt(running_var.to(acc) + eps)
     if bn_weight is not None:
         scale = scale * bn_weight.to(acc)
@@ -118,21 +137,14 @@ def eval_affine(
 
 
 def needs_grad(*tensors: Optional[Tensor]) -> bool:
+    """Whether autograd will want a gradient of any of ``tensors`` (this op has none to give)."""
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
 def conv_affine_act(x, weight, center, scale, shift, stride, padding, output_padding, transposed, negative_slope,
                     backend) -> Tensor:
-    """Arguments checked by the calling block; autocast applied as aten's convolutions apply it."""
-    device_type = x.device.type
-    if torch.is_autocast_enabled(device_type):
-        dtype = torch.get_autocast_dtype(device_type)
-        x, weight = x.to(dtype), weight.to(dtype)
-        with torch.autocast(device_type, enabled=False):
-            return _conv_affine_act_op(x, weight, center, scale, shift, list(stride), list(padding),
-                                       list(output_padding), transposed, float(negative_slope), backend)
-    if weight.dtype != x.dtype:
-        raise TypeError(f"weight must have x's dtype ({x.dtype}) outside autocast; got {weight.dtype}")
+    """The registered op on arguments the calling block checked (and cast, under autocast:
+    :func:`ganfast.ops._conv_block.conv_autocast`)."""
     return _conv_affine_act_op(x, weight, center, scale, shift, list(stride), list(padding), list(output_padding),
                                transposed, float(negative_slope), backend)
 

@@ -15,19 +15,18 @@ differentiates again: derivatives of every order.
 from __future__ import annotations
 
 import types
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Any, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 
-from .. import _backend
-from .conv_bn_act import SUPPORTED_DTYPES, _check_vector, _pair
+from .. import _backend, _layout
+from .._checks import check_pair, check_tensor, require
+from ._conv_block import MAX_KERNEL, IntPair, check_conv_args, check_vector, conv_autocast
 
 Tensor = torch.Tensor
-IntPair = Union[int, Sequence[int]]
 
 OP = "conv_transpose2d"
-MAX_KERNEL = 7
 MAX_STRIDE = 4
 
 
@@ -43,7 +42,6 @@ def _triton_impl():
     )
 
 
-_backend.register_op(OP, auto_order=("torch", "triton"))  # cuDNN until a GPU measurement says otherwise
 _backend.register(OP, "torch", lambda: types.SimpleNamespace(forward=_torch_forward))
 _backend.register(OP, "triton", _triton_impl)
 
@@ -68,19 +66,15 @@ def _conv_transpose2d_op(
     _, impl = _backend.select(OP, backend, x.device)
     y = impl.forward(x, weight, bias, tuple(stride), tuple(padding), tuple(output_padding))
     # The layout the fake promises: channels_last in, channels_last out.
-    fmt = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
-    return y if y.is_contiguous(memory_format=fmt) else y.contiguous(memory_format=fmt)
-
-
-def _is_channels_last(x: Tensor) -> bool:
-    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+    return y.contiguous(memory_format=_layout.memory_format_of(x))
 
 
 @_conv_transpose2d_op.register_fake
 def _(x, weight, bias, stride, padding, output_padding, backend):
+    check_conv_transpose_args(x, weight, bias, stride, padding, output_padding)
+    check_tensor(weight, "weight", dtypes=(x.dtype,), dtype_requirement=f"have x's dtype ({x.dtype})")
     h, w = output_size(x.shape, weight.shape, stride, padding, output_padding)
-    fmt = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
-    return x.new_empty((x.shape[0], weight.shape[1], h, w)).contiguous(memory_format=fmt)
+    return x.new_empty((x.shape[0], weight.shape[1], h, w)).contiguous(memory_format=_layout.memory_format_of(x))
 
 
 def _setup(ctx, inputs, output):
@@ -104,12 +98,14 @@ def _backward(ctx, grad):
 _conv_transpose2d_op.register_autograd(_backward, setup_context=_setup)
 
 
-def check_conv_transpose_args(x, weight, bias, stride, padding, output_padding):
-    """Argument checks shared with the fused block; returns the pairs."""
-    from .conv_bn_act import check_conv_args
+def check_conv_transpose_args(x: Any, weight: Any, bias: Any, stride: Any, padding: Any, output_padding: Any
+                              ) -> Tuple[Tuple[int, int], Tuple[int, int], Tuple[int, int]]:
+    """Argument checks shared with the fused block and the fake; returns the pairs.
 
+    Raises as :func:`conv_transpose2d` documents.
+    """
     stride, padding = check_conv_args(x, weight, stride, padding, MAX_KERNEL)
-    output_padding = _pair(output_padding, "output_padding", 0)
+    output_padding = check_pair(output_padding, "output_padding", 0)
     if max(stride) > MAX_STRIDE:
         raise ValueError(f"stride must be 1 to {MAX_STRIDE}; got {stride}")
     if any(op >= s for op, s in zip(output_padding, stride)):
@@ -119,11 +115,11 @@ def check_conv_transpose_args(x, weight, bias, stride, padding, output_padding):
             f"weight must have shape (C_in={x.shape[1]}, C_out, kh, kw) for x of shape {tuple(x.shape)}; "
             f"got {tuple(weight.shape)}"
         )
-    _check_vector(bias, "bias", weight.shape[1], x.device)
-    if min(output_size(x.shape, weight.shape, stride, padding, output_padding)) < 1:
-        raise ValueError(
-            f"padding {padding} leaves no output for input {tuple(x.shape[2:])} and kernel {tuple(weight.shape[2:])}"
-        )
+    check_vector(bias, "bias", weight.shape[1], x.device)
+    for size in output_size(x.shape, weight.shape, stride, padding, output_padding):
+        require(size >= 1, ValueError, lambda: (
+            f"padding {padding} leaves no output for input {tuple(x.shape[2:])} and kernel "
+            f"{tuple(weight.shape[2:])}"))
     return stride, padding, output_padding
 
 
@@ -138,26 +134,44 @@ def conv_transpose2d(
 ) -> Tensor:
     """``F.conv_transpose2d(x, weight, bias, stride, padding, output_padding)`` (groups 1, dilation 1).
 
-    ``weight`` has shape (C_in, C_out, kh, kw), kernel sizes 1 to 7; stride 1
-    to 4; ``output_padding < stride``.  float16/bfloat16/float32/float64, NCHW
-    or channels_last (the output follows the input's layout).
+    The upsampling layer of DCGAN-style generators (Radford et al. 2016;
+    Dumoulin & Visin 2016, "A guide to convolution arithmetic", section 4,
+    for the geometry): output size ``(n - 1) * stride - 2 * padding + k +
+    output_padding`` per spatial dimension.
+
+    Args:
+        x: ``(N, C_in, H, W)`` float16, bfloat16, float32 or float64, NCHW
+            or channels_last (the output follows the input's layout).
+        weight: ``(C_in, C_out, kh, kw)``, kernel sizes 1 to 7, on x's
+            device, in x's dtype outside autocast.
+        bias: optional ``(C_out,)``.
+        stride: 1 to 4 (an int or a pair).
+        padding: >= 0 (an int or a pair).
+        output_padding: ``0 <= output_padding < stride`` (an int or a pair).
+        backend: ``"torch"``, ``"triton"``, ``"auto"``, or None for the
+            current choice (:func:`ganfast.use_backend`).
+
+    Returns:
+        ``(N, C_out, H_out, W_out)`` in x's dtype (the autocast dtype under
+        autocast), in x's memory format.
+
+    Raises:
+        TypeError: a tensor argument is not a (floating-point) tensor, a
+            stride or padding is not an int or a pair, or ``weight``/``bias``
+            differ from x's dtype outside autocast.
+        ValueError: shapes that do not match, a kernel over 7, a stride
+            outside 1 to 4, ``output_padding >= stride``, a padding that
+            leaves no output, an unknown backend name.
+        BackendUnavailable: the backend named cannot run here.
+
+    Derivatives of every order (aten's ``convolution_backward``, itself
+    differentiable).
     """
     stride, padding, output_padding = check_conv_transpose_args(x, weight, bias, stride, padding, output_padding)
-    if x.dtype not in SUPPORTED_DTYPES:
-        raise TypeError(f"x must be float16, bfloat16, float32 or float64; got {x.dtype}")
-    backend = _backend.current_backend() if backend is None else _backend._check_name(backend)
-    device_type = x.device.type
-    if torch.is_autocast_enabled(device_type):
-        # As aten's convolutions do under autocast: every floating argument in the autocast dtype.
-        dtype = torch.get_autocast_dtype(device_type)
-        x, weight = x.to(dtype), weight.to(dtype)
-        bias = bias.to(dtype) if bias is not None else None
-        with torch.autocast(device_type, enabled=False):
-            return _conv_transpose2d_op(x, weight, bias, list(stride), list(padding), list(output_padding), backend)
-    if weight.dtype != x.dtype or (bias is not None and bias.dtype != x.dtype):
-        raise TypeError(f"weight and bias must have x's dtype ({x.dtype}) outside autocast; got {weight.dtype}"
-                        f"{'' if bias is None else f' and {bias.dtype}'}")
-    return _conv_transpose2d_op(x, weight, bias, list(stride), list(padding), list(output_padding), backend)
+    backend = _backend.requested(backend)
+    return conv_autocast(
+        lambda x, w, b: _conv_transpose2d_op(x, w, b, list(stride), list(padding), list(output_padding), backend),
+        x, weight, bias, names="weight and bias")
 
 
 CUSTOM_OPS = (_conv_transpose2d_op,)

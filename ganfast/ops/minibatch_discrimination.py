@@ -47,18 +47,20 @@ kernels serve CUDA tensors).
 from __future__ import annotations
 
 import types
-from typing import Optional, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import torch
 
 from .. import _backend
+from .._checks import check_device, check_dtype, check_ndim, check_shape, check_tensor, require
+from .._dtypes import FLOAT_DTYPES, compute_dtype
 from ..ref import minibatch_discrimination as ref
-from ..ref.bias_act import compute_dtype
+from ._autograd import differentiable_backward, reference_grads, register_first_order_only
 
 Tensor = torch.Tensor
 
 OP = "minibatch_discrimination"
-SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+SUPPORTED_DTYPES = FLOAT_DTYPES
 
 
 # -- torch backend ----------------------------------------------------------------------
@@ -98,7 +100,6 @@ def _triton_impl():
     return types.SimpleNamespace(project=project, features=features, features_backward=features_backward)
 
 
-_backend.register_op(OP, auto_order=("triton", "torch"))
 _backend.register(OP, "torch", _torch_impl)
 _backend.register(OP, "triton", _triton_impl)
 
@@ -116,6 +117,7 @@ def _minibatch_discrimination_op(x: Tensor, T: Tensor, backend: str) -> Tuple[Te
 
 @_minibatch_discrimination_op.register_fake
 def _(x, T, backend):
+    check_args(x, T)
     B, (A, K, D) = x.shape[0], T.shape
     return x.new_empty((B, K)), x.new_empty((B, K, D), dtype=compute_dtype(x.dtype))
 
@@ -135,6 +137,12 @@ def _minibatch_discrimination_backward_op(
 
 @_minibatch_discrimination_backward_op.register_fake
 def _(grad, x, T, M, need_x, need_T, backend):
+    check_args(x, T)
+    B, (_, K, D) = x.shape[0], T.shape
+    check_tensor(grad, "grad")
+    check_shape(grad, "grad", (B, K), " (o's)")
+    check_tensor(M, "M", dtypes=(compute_dtype(x.dtype),))
+    check_shape(M, "M", (B, K, D), " (x @ T)")
     return (x.new_empty(x.shape) if need_x else x.new_empty(0)), (T.new_empty(T.shape) if need_T else T.new_empty(0))
 
 
@@ -151,72 +159,73 @@ def _backward(ctx, grad, _grad_M):
     need_x, need_T = ctx.needs_input_grad[:2]
     if not (need_x or need_T):
         return None, None, None
-    if torch.is_grad_enabled():
-        # create_graph=True: the gradient must itself be differentiable.
-        # Recompute through the reference (documented in the module docstring).
-        wrt = [t for t, n in ((x, need_x), (T, need_T)) if n]
-        with torch.enable_grad():
-            o = ref.minibatch_features(ref.project(x, T)).to(x.dtype)
-            got = iter(torch.autograd.grad(o, wrt, grad, create_graph=True))
-        dx = next(got) if need_x else None
-        dT = next(got) if need_T else None
-        return dx, dT, None
+    if differentiable_backward():
+        # Recomputed through the reference (documented in the module docstring).
+        def reference(x, T):
+            return ref.minibatch_features(ref.project(x, T)).to(x.dtype)
+
+        return (*reference_grads(reference, (x, T), (need_x, need_T), grad), None)
     dx, dT = _minibatch_discrimination_backward_op(grad, x, T, M, need_x, need_T, ctx.backend)
     return (dx if need_x else None), (dT if need_T else None), None
 
 
 _minibatch_discrimination_op.register_autograd(_backward, setup_context=_setup)
+register_first_order_only(_minibatch_discrimination_backward_op, "ganfast::minibatch_discrimination_backward",
+                          recomputing="ganfast.ops.minibatch_discrimination")
 
 
 # -- public functions -------------------------------------------------------------------
 
 
-def _check_tensor(t, name: str, dims: int, shape_text: str) -> None:
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor; got {type(t).__name__}")
-    if t.dtype not in SUPPORTED_DTYPES:
-        raise TypeError(f"{name} must be float16, bfloat16, float32 or float64; got {t.dtype}")
-    if t.dim() != dims:
-        raise ValueError(f"{name} must have shape {shape_text}; got {t.dim()} dimensions, shape {tuple(t.shape)}")
-    if t.numel() == 0:
-        raise ValueError(f"{name} must not be empty; got shape {tuple(t.shape)}")
+def check_args(x: Any, T: Any) -> None:
+    """The one check of this op: the public function and both fakes call it.
+
+    Raises as :func:`minibatch_discrimination` documents.
+    """
+    check_tensor(x, "x")
+    check_ndim(x, "x", 2, "have shape (B, in_features)")
+    check_tensor(x, "x", nonempty=True)
+    check_tensor(T, "T")
+    check_ndim(T, "T", 3, "have shape (in_features, num_kernels, kernel_dim)")
+    check_tensor(T, "T", nonempty=True)
+    require(T.shape[0] == x.shape[1], ValueError, lambda: (
+        f"T must have shape ({x.shape[1]}, num_kernels, kernel_dim) to match x's {x.shape[1]} features; "
+        f"got {tuple(T.shape)}"))
+    check_device(T, "T", x.device)
+    check_dtype(T, "T", (x.dtype, torch.float32, torch.float64), f"have x's dtype ({x.dtype}), float32 or float64")
+    require(x.shape[0] * T.shape[1] * T.shape[2] < 2**31, ValueError, lambda: (
+        f"B * num_kernels * kernel_dim must be under 2^31; got {x.shape[0]} * {T.shape[1]} * {T.shape[2]}"))
 
 
 def minibatch_discrimination(x: Tensor, T: Tensor, backend: Optional[str] = None) -> Tensor:
-    """Minibatch discrimination (Salimans et al. 2016): ``cat([x, o(x @ T)], dim=1)``.
+    """Minibatch discrimination (Salimans et al. 2016, section 3.2): ``cat([x, o(x @ T)], dim=1)``.
 
     Args:
-        x: (B, A) features, float16, bfloat16, float32 or float64.
-        T: (A, num_kernels, kernel_dim) tensor on x's device, in x's dtype,
-            or in float32/float64 (mixed precision: it is cast to x's dtype,
-            and its gradient comes back in its own).
+        x: ``(B, A)`` features, float16, bfloat16, float32 or float64, not empty.
+        T: ``(A, num_kernels, kernel_dim)`` tensor on x's device, in x's
+            dtype, or in float32/float64 (mixed precision: it is cast to x's
+            dtype, and its gradient comes back in its own).
         backend: ``"torch"``, ``"triton"``, ``"auto"``, or None for the
             current choice (:func:`ganfast.use_backend`).
 
     Returns:
-        (B, A + num_kernels) in x's dtype, with
+        ``(B, A + num_kernels)`` in x's dtype, with
         ``o[i, b] = sum_{j != i} exp(-||M[i, b] - M[j, b]||_1)`` (zeros for a
         batch of one).  M = x @ T is computed in float32 for half inputs (see
-        the module docstring).  Differentiable w.r.t. x and T to every order:
-        the first on the selected backend, higher ones through the reference.
+        the module docstring).
+
+    Raises:
+        TypeError: ``x`` or ``T`` is not a tensor, or has an unsupported dtype.
+        ValueError: wrong number of dimensions, empty, ``T``'s first size is
+            not x's features, ``T`` on another device, ``B * num_kernels *
+            kernel_dim`` reaching 2^31, or an unknown backend name.
+        BackendUnavailable: the backend named cannot run here.
+
+    Differentiable w.r.t. x and T to every order: the first on the selected
+    backend, higher ones through the reference.
     """
-    _check_tensor(x, "x", 2, "(B, in_features)")
-    _check_tensor(T, "T", 3, "(in_features, num_kernels, kernel_dim)")
-    if T.shape[0] != x.shape[1]:
-        raise ValueError(
-            f"T must have shape ({x.shape[1]}, num_kernels, kernel_dim) to match x's {x.shape[1]} features; "
-            f"got {tuple(T.shape)}"
-        )
-    if T.device != x.device:
-        raise ValueError(f"T must be on the same device as x ({x.device}); got {T.device}")
-    if T.dtype not in (x.dtype, torch.float32, torch.float64):
-        raise TypeError(f"T must have x's dtype ({x.dtype}), float32 or float64; got {T.dtype}")
-    if x.shape[0] * T.shape[1] * T.shape[2] >= 2**31:
-        raise ValueError(
-            f"B * num_kernels * kernel_dim must be under 2^31; got {x.shape[0]} * {T.shape[1]} * {T.shape[2]}"
-        )
-    backend = _backend.current_backend() if backend is None else _backend._check_name(backend)
-    o, _ = _minibatch_discrimination_op(x, T.to(x.dtype), backend)
+    check_args(x, T)
+    o, _ = _minibatch_discrimination_op(x, T.to(x.dtype), _backend.requested(backend))
     return torch.cat([x, o], dim=1)
 
 

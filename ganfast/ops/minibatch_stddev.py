@@ -33,38 +33,35 @@ serve CUDA tensors).
 
 from __future__ import annotations
 
-import math
 import types
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence, Tuple
 
 import torch
 
 from .. import _backend, _layout
+from .._checks import check_float, check_int, check_ndim, check_shape, check_tensor, require
+from .._dtypes import FLOAT_DTYPES
 from ..ref import minibatch_stddev as ref
+from ._autograd import differentiable_backward, reference_grads, register_first_order_only
 
 Tensor = torch.Tensor
 
 OP = "minibatch_stddev"
-SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-
-
-def _out_format(x: Tensor) -> torch.memory_format:
-    """channels_last in, channels_last out (as ``torch.cat`` does); NCHW otherwise."""
-    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-        return torch.channels_last
-    return torch.contiguous_format
+SUPPORTED_DTYPES = FLOAT_DTYPES
 
 
 def _empty_out(x: Tensor, num_channels: int) -> Tensor:
+    """The output, channels_last in, channels_last out (as ``torch.cat`` does); NCHW otherwise."""
     N, C, H, W = x.shape
-    return torch.empty((N, C + num_channels, H, W), dtype=x.dtype, device=x.device, memory_format=_out_format(x))
+    return torch.empty((N, C + num_channels, H, W), dtype=x.dtype, device=x.device,
+                       memory_format=_layout.memory_format_of(x))
 
 
 # -- torch backend ----------------------------------------------------------------------
 
 
 def _torch_forward(x, G, F, eps):
-    return ref.minibatch_stddev(x, G, F, eps).contiguous(memory_format=_out_format(x))
+    return ref.minibatch_stddev(x, G, F, eps).contiguous(memory_format=_layout.memory_format_of(x))
 
 
 def _torch_backward(grad, x, G, F, eps):
@@ -90,7 +87,6 @@ def _load_triton():
     return types.SimpleNamespace(forward=forward, backward=backward)
 
 
-_backend.register_op(OP, auto_order=("triton", "torch"))
 _backend.register(OP, "torch", lambda: types.SimpleNamespace(forward=_torch_forward, backward=_torch_backward))
 _backend.register(OP, "triton", _load_triton)
 
@@ -106,6 +102,7 @@ def _minibatch_stddev_op(x: Tensor, group_size: int, num_channels: int, eps: flo
 
 @_minibatch_stddev_op.register_fake
 def _(x, group_size, num_channels, eps, backend):
+    check_args(x, group_size, num_channels, eps)
     return _empty_out(x, num_channels)
 
 
@@ -120,6 +117,10 @@ def _minibatch_stddev_backward_op(
 
 @_minibatch_stddev_backward_op.register_fake
 def _(grad, x, group_size, num_channels, eps, backend):
+    check_args(x, group_size, num_channels, eps)
+    check_tensor(grad, "grad")
+    N, C, H, W = x.shape
+    check_shape(grad, "grad", (N, C + num_channels, H, W), " (the output's)")
     return torch.empty_like(x)
 
 
@@ -134,53 +135,41 @@ def _backward(ctx, grad):
     if not ctx.needs_input_grad[0]:
         return None, None, None, None, None
     group_size, num_channels, eps, backend = ctx.params
-    if torch.is_grad_enabled():
-        # create_graph=True: the gradient must itself be differentiable.
-        # Recompute through the reference (documented in the module docstring).
-        with torch.enable_grad():
-            out = ref.minibatch_stddev(x, group_size, num_channels, eps)
-            (dx,) = torch.autograd.grad(out, x, grad, create_graph=True)
+    if differentiable_backward():
+        # Recomputed through the reference (documented in the module docstring).
+        def reference(x):
+            return ref.minibatch_stddev(x, group_size, num_channels, eps)
+
+        (dx,) = reference_grads(reference, (x,), (True,), grad)
     else:
         dx = _minibatch_stddev_backward_op(grad, x, group_size, num_channels, eps, backend)
     return dx, None, None, None, None
 
 
 _minibatch_stddev_op.register_autograd(_backward, setup_context=_setup)
+register_first_order_only(_minibatch_stddev_backward_op, "ganfast::minibatch_stddev_backward",
+                          recomputing="ganfast.ops.minibatch_stddev")
 
 
 # -- public function --------------------------------------------------------------------
 
 
-def _check_int(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int; got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}; got {value}")
-    return value
+def check_args(x: Any, group_size: Any, num_channels: Any, eps: Any) -> Tuple[int, int, float]:
+    """The one check of this op: the public function and both fakes call it.
 
-
-def _check_inputs(x, group_size, num_channels, eps) -> float:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor; got {type(x).__name__}")
-    if x.dtype not in SUPPORTED_DTYPES:
-        raise TypeError(f"x must be float16, bfloat16, float32 or float64; got {x.dtype}")
-    if x.dim() != 4:
-        raise ValueError(f"x must have shape (N, C, H, W); got {x.dim()} dimensions, shape {tuple(x.shape)}")
-    if x.numel() == 0:
-        raise ValueError(f"x must not be empty; got shape {tuple(x.shape)}")
-    _check_int(group_size, "group_size", 1)
-    _check_int(num_channels, "num_channels", 1)
-    if x.shape[1] % num_channels != 0:
-        raise ValueError(
-            f"num_channels ({num_channels}) must divide the channels of x ({x.shape[1]}, shape {tuple(x.shape)})"
-        )
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)):
-        raise TypeError(f"eps must be a float; got {type(eps).__name__}")
-    eps = float(eps)
-    if not math.isfinite(eps) or eps < 0:
-        raise ValueError(f"eps must be a finite non-negative number; got {eps}")
+    Returns ``(group_size, num_channels, eps)``; raises as
+    :func:`minibatch_stddev` documents.
+    """
+    check_tensor(x, "x")
+    check_ndim(x, "x", 4, "have shape (N, C, H, W)")
+    check_tensor(x, "x", nonempty=True)
+    group_size = check_int(group_size, "group_size", minimum=1)
+    num_channels = check_int(num_channels, "num_channels", minimum=1)
+    require(x.shape[1] % num_channels == 0, ValueError, lambda: (
+        f"num_channels ({num_channels}) must divide the channels of x ({x.shape[1]}, shape {tuple(x.shape)})"))
+    eps = check_float(eps, "eps", minimum=0.0)
     ref.group_size_for(x.shape[0], group_size)  # N % G != 0 -> ValueError naming both
-    return eps
+    return group_size, num_channels, eps
 
 
 def minibatch_stddev(
@@ -191,6 +180,10 @@ def minibatch_stddev(
     backend: Optional[str] = None,
 ) -> Tensor:
     """``x`` with ``num_channels`` minibatch-standard-deviation channels appended (ProGAN, StyleGAN2 form).
+
+    Karras et al. 2018 ("Progressive Growing of GANs"), section 3, grouped
+    as StyleGAN2's ``MinibatchStdLayer`` (the equations are in
+    :mod:`ganfast.ref.minibatch_stddev`).
 
     Args:
         x: (N, C, H, W) float16, bfloat16, float32 or float64 tensor, any
@@ -208,12 +201,21 @@ def minibatch_stddev(
         (N, C + num_channels, H, W) in ``x``'s dtype; arithmetic in float32
         (float64 for float64 inputs).
 
+    Raises:
+        TypeError: ``x`` is not a tensor or has an unsupported dtype,
+            ``group_size`` / ``num_channels`` are not ints, ``eps`` is not a
+            number.
+        ValueError: ``x`` is not 4-D or is empty, ``group_size`` or
+            ``num_channels`` below 1, ``num_channels`` does not divide C,
+            the batch is not a multiple of the group, ``eps`` negative or
+            not finite, or an unknown backend name.
+        BackendUnavailable: the backend named cannot run here.
+
     Derivatives of every order: the first on the selected backend, higher
     ones through the reference (see the module docstring).
     """
-    eps = _check_inputs(x, group_size, num_channels, eps)
-    backend = _backend.current_backend() if backend is None else _backend._check_name(backend)
-    return _minibatch_stddev_op(x, group_size, num_channels, eps, backend)
+    group_size, num_channels, eps = check_args(x, group_size, num_channels, eps)
+    return _minibatch_stddev_op(x, group_size, num_channels, eps, _backend.requested(backend))
 
 
 #: Registered ops of this module, for opcheck and the docs.

@@ -40,19 +40,21 @@ matrix (quadratic memory, on penalty steps only).
 
 from __future__ import annotations
 
-import math
 import types
-from typing import Optional, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import torch
 
 from .. import _backend
+from .._checks import check_device, check_dtype, check_float, check_ndim, check_shape, check_tensor, require
+from .._dtypes import FLOAT_DTYPES, compute_dtype
 from ..ref import self_attention2d as ref
+from ._autograd import differentiable_backward, reference_grads, register_first_order_only
 
 Tensor = torch.Tensor
 
 OP = "self_attention2d"
-SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+SUPPORTED_DTYPES = FLOAT_DTYPES
 
 # -- torch backend ----------------------------------------------------------------------
 
@@ -73,8 +75,7 @@ def _load_triton():
     return kernels
 
 
-# No CUDA C++ implementation: on CUDA, auto takes Triton.
-_backend.register_op(OP, auto_order=("triton", "torch"))
+# No CUDA C++ implementation: on CUDA, auto takes Triton (ganfast._backend.OPS).
 _backend.register(OP, "torch", lambda: types.SimpleNamespace(forward=_torch_forward, backward=_torch_backward))
 _backend.register(OP, "triton", _load_triton)
 
@@ -95,7 +96,8 @@ def _self_attention2d_op(q: Tensor, k: Tensor, v: Tensor, scale: float, backend:
 
 @_self_attention2d_op.register_fake
 def _(q, k, v, scale, backend):
-    lse = q.new_empty((q.shape[0], q.shape[2]), dtype=ref.compute_dtype(q.dtype))
+    check_args(q, k, v, scale)
+    lse = q.new_empty((q.shape[0], q.shape[2]), dtype=compute_dtype(q.dtype))
     return _empty(v, v.shape[1], v.dtype), lse
 
 
@@ -110,6 +112,12 @@ def _self_attention2d_backward_op(
 
 @_self_attention2d_backward_op.register_fake
 def _(grad, q, k, v, out, lse, scale, backend):
+    check_args(q, k, v, scale)
+    for t, name in ((grad, "grad"), (out, "out")):
+        check_tensor(t, name)
+        check_shape(t, name, tuple(v.shape), " (v's)")
+    check_tensor(lse, "lse", dtypes=(compute_dtype(q.dtype),))
+    check_shape(lse, "lse", (q.shape[0], q.shape[2]), " (one value per query)")
     return _empty(q, q.shape[1], q.dtype), _empty(k, k.shape[1], k.dtype), _empty(v, v.shape[1], v.dtype)
 
 
@@ -127,16 +135,12 @@ def _backward(ctx, grad, _grad_lse):
     if grad is None or not any(needs):
         return None, None, None, None, None
     scale, backend = ctx.params
-    if torch.is_grad_enabled():
-        # create_graph=True: the gradient must itself be differentiable.
-        # Recompute through the reference (documented in the module docstring).
-        wrt = [t for t, n in zip((q, k, v), needs) if n]
-        with torch.enable_grad():
-            y = ref.self_attention2d(q, k, v, scale)
-            got = iter(torch.autograd.grad(y, wrt, grad, create_graph=True, allow_unused=True))
-        grads = [next(got) if n else None for n in needs]
-        grads = [torch.zeros_like(t) if g is None and n else g for g, t, n in zip(grads, (q, k, v), needs)]
-        return grads[0], grads[1], grads[2], None, None
+    if differentiable_backward():
+        # Recomputed through the reference (documented in the module docstring).
+        def reference(q, k, v):
+            return ref.self_attention2d(q, k, v, scale)
+
+        return (*reference_grads(reference, (q, k, v), needs, grad), None, None)
     dq, dk, dv = _self_attention2d_backward_op(grad, q, k, v, out, lse, scale, backend)
     return (dq if needs[0] else None), (dk if needs[1] else None), (dv if needs[2] else None), None, None
 
@@ -144,57 +148,32 @@ def _backward(ctx, grad, _grad_lse):
 _self_attention2d_op.register_autograd(_backward, setup_context=_setup)
 
 
-def _no_second_derivative(ctx, *grads):
-    raise NotImplementedError(
-        "ganfast::self_attention2d_backward supports first derivatives only; differentiate "
-        "ganfast.ops.self_attention2d with create_graph=True instead (it recomputes through the reference)"
-    )
-
-
-_self_attention2d_backward_op.register_autograd(_no_second_derivative, setup_context=lambda ctx, inputs, output: None)
+register_first_order_only(_self_attention2d_backward_op, "ganfast::self_attention2d_backward",
+                          recomputing="ganfast.ops.self_attention2d")
 
 
 # -- public function --------------------------------------------------------------------
 
 
-def _check_tensor(t, name: str) -> None:
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor; got {type(t).__name__}")
-    if t.dtype not in SUPPORTED_DTYPES:
-        raise TypeError(f"{name} must be float16, bfloat16, float32 or float64; got {t.dtype}")
-    if t.dim() not in (3, 4):
-        raise ValueError(
-            f"{name} must be 3-D (batch, channels, positions) or 4-D (batch, channels, height, width); "
-            f"got shape {tuple(t.shape)}"
-        )
-    if t.numel() == 0:
-        raise ValueError(f"{name} must not be empty; got shape {tuple(t.shape)}")
+def check_args(q: Any, k: Any, v: Any, scale: Any) -> float:
+    """The one check of this op: the public function and both fakes call it.
 
-
-def _check_inputs(q, k, v) -> None:
+    Returns ``scale`` as a float; raises as :func:`self_attention2d` documents.
+    """
     for t, name in ((q, "q"), (k, "k"), (v, "v")):
-        _check_tensor(t, name)
+        check_tensor(t, name)
+        check_ndim(t, name, (3, 4), "be 3-D (batch, channels, positions) or 4-D (batch, channels, height, width)")
+        check_tensor(t, name, nonempty=True)
     for t, name in ((k, "k"), (v, "v")):
-        if t.dtype != q.dtype:
-            raise TypeError(f"{name} must have q's dtype ({q.dtype}); got {t.dtype}")
-        if t.device != q.device:
-            raise ValueError(f"{name} must be on the same device as q ({q.device}); got {t.device}")
-        if t.dim() != q.dim():
-            raise ValueError(f"{name} must have q's number of dimensions ({q.dim()}); got shape {tuple(t.shape)}")
-    if k.shape != q.shape:
-        raise ValueError(f"k must have q's shape {tuple(q.shape)} (batch, d_qk, positions); got {tuple(k.shape)}")
-    if v.shape[0] != q.shape[0] or v.shape[2:] != q.shape[2:]:
-        want = (q.shape[0], "d_v", *q.shape[2:])
-        raise ValueError(f"v must have shape {want} (q's batch and positions); got {tuple(v.shape)}")
-
-
-def _check_scale(scale) -> float:
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
-        raise TypeError(f"scale must be a float; got {type(scale).__name__}")
-    scale = float(scale)
-    if not math.isfinite(scale):
-        raise ValueError(f"scale must be a finite number; got {scale}")
-    return scale
+        check_dtype(t, name, (q.dtype,), f"have q's dtype ({q.dtype})")
+        check_device(t, name, q.device, "q")
+        check_ndim(t, name, q.dim(), f"have q's number of dimensions ({q.dim()})")
+    for a, b in zip(k.shape, q.shape):
+        require(a == b, ValueError,
+                lambda: f"k must have q's shape {tuple(q.shape)} (batch, d_qk, positions); got {tuple(k.shape)}")
+    want = (q.shape[0], "d_v", *q.shape[2:])
+    check_shape(v, "v", want, " (q's batch and positions)")
+    return check_float(scale, "scale")
 
 
 def self_attention2d(
@@ -225,6 +204,14 @@ def self_attention2d(
     q, k and v must share dtype (float16, bfloat16, float32, float64) and
     device, and be non-empty.
 
+    Raises:
+        TypeError: q, k or v is not a tensor, has an unsupported dtype or a
+            dtype other than q's; ``scale`` is not a number.
+        ValueError: not 3-D or 4-D, empty, on another device, shapes that do
+            not match (k: q's shape; v: q's batch and positions), ``scale``
+            not finite, or an unknown backend name.
+        BackendUnavailable: the backend named cannot run here.
+
     Returns:
         ``(B, d_v, N)`` (or ``(B, d_v, H, W)``), contiguous, in the inputs'
         dtype.  Scores, softmax and sums are float32 (float64 for float64
@@ -238,9 +225,8 @@ def self_attention2d(
     recomputed through the reference, so every order is supported there, at
     quadratic memory (see the module docstring).
     """
-    _check_inputs(q, k, v)
-    scale = _check_scale(scale)
-    backend = _backend.current_backend() if backend is None else _backend._check_name(backend)
+    scale = check_args(q, k, v, scale)
+    backend = _backend.requested(backend)
     if q.dim() == 4:
         out, _ = _self_attention2d_op(q.flatten(2), k.flatten(2), v.flatten(2), scale, backend)
         return out.view(v.shape)

@@ -43,22 +43,23 @@ returned gradient (documented in the reference).
 from __future__ import annotations
 
 import types
-from typing import Optional, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import torch
 
 from .. import _backend
+from .._checks import check_choice, check_device, check_ndim, check_shape, check_tensor, require
+from .._dtypes import FLOAT_DTYPES  # noqa: F401  (this module's dtype list, as before)
 from ..ref import sqrtm as ref
+from ._autograd import register_first_order_only
 
 Tensor = torch.Tensor
 
 OP_TRACE = "sqrtm_trace"
 OP_SQRTM = "sqrtm"
-FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 METHODS = ref.METHODS
 
 # One implementation on every device (see the module docstring).
-_backend.register_op(OP_TRACE, auto_order=("torch",))
 _backend.register(
     OP_TRACE,
     "torch",
@@ -66,22 +67,11 @@ _backend.register(
         forward=ref.sqrtm_trace, backward=ref.sqrtm_trace_grad, eigvals=ref.product_eigvals
     ),
 )
-_backend.register_op(OP_SQRTM, auto_order=("torch",))
 _backend.register(
     OP_SQRTM,
     "torch",
     lambda: types.SimpleNamespace(forward=ref.sqrtm_psd, backward=ref.sqrtm_psd_grad),
 )
-
-
-def _second_derivative(name: str):
-    def backward(ctx, *grads):
-        raise NotImplementedError(
-            f"ganfast.ops.{name} supports first derivatives only; a second derivative (double backward) "
-            f"was requested"
-        )
-
-    return backward
 
 
 # -- sqrtm_trace ----------------------------------------------------------------------
@@ -95,6 +85,8 @@ def _sqrtm_trace_op(sigma1: Tensor, sigma2: Tensor, method: str, backend: str) -
 
 @_sqrtm_trace_op.register_fake
 def _(sigma1, sigma2, method, backend):
+    check_pair(sigma1, sigma2)
+    check_method(method)
     return sigma1.new_empty((), dtype=torch.float64)
 
 
@@ -107,6 +99,9 @@ def _sqrtm_trace_backward_op(grad: Tensor, sigma1: Tensor, sigma2: Tensor, backe
 
 @_sqrtm_trace_backward_op.register_fake
 def _(grad, sigma1, sigma2, backend):
+    check_pair(sigma1, sigma2)
+    check_tensor(grad, "grad", dtypes=(torch.float64,))
+    check_ndim(grad, "grad", 0, "be a 0-d tensor (the trace's)")
     return torch.empty_like(sigma1), torch.empty_like(sigma2)
 
 
@@ -125,9 +120,7 @@ def _sqrtm_trace_backward(ctx, grad):
 
 
 _sqrtm_trace_op.register_autograd(_sqrtm_trace_backward, setup_context=_sqrtm_trace_setup)
-_sqrtm_trace_backward_op.register_autograd(
-    _second_derivative("sqrtm_trace"), setup_context=lambda ctx, inputs, output: None
-)
+register_first_order_only(_sqrtm_trace_backward_op, "ganfast.ops.sqrtm_trace")
 
 
 # -- sqrtm ----------------------------------------------------------------------------
@@ -141,6 +134,7 @@ def _sqrtm_op(a: Tensor, backend: str) -> Tensor:
 
 @_sqrtm_op.register_fake
 def _(a, backend):
+    check_square(a, "a")
     return torch.empty_like(a)
 
 
@@ -152,6 +146,9 @@ def _sqrtm_backward_op(grad: Tensor, a: Tensor, backend: str) -> Tensor:
 
 @_sqrtm_backward_op.register_fake
 def _(grad, a, backend):
+    check_square(a, "a")
+    check_tensor(grad, "grad")
+    check_shape(grad, "grad", tuple(a.shape), " (a's)")
     return torch.empty_like(a)
 
 
@@ -167,45 +164,51 @@ def _sqrtm_backward(ctx, grad):
 
 
 _sqrtm_op.register_autograd(_sqrtm_backward, setup_context=_sqrtm_setup)
-_sqrtm_backward_op.register_autograd(_second_derivative("sqrtm"), setup_context=lambda ctx, inputs, output: None)
+register_first_order_only(_sqrtm_backward_op, "ganfast.ops.sqrtm")
 
 
 # -- public functions -------------------------------------------------------------------
 
 
-def check_square(m, name: str, d: Optional[int] = None) -> None:
-    """``m`` is a floating-point 2-D square tensor (of size ``d`` when given)."""
-    if not isinstance(m, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor; got {type(m).__name__}")
-    if m.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name} must be a floating-point tensor (float16, bfloat16, float32, float64); got {m.dtype}")
-    if m.dim() != 2 or m.shape[0] != m.shape[1]:
-        raise ValueError(f"{name} must be a square matrix (d, d); got shape {tuple(m.shape)}")
-    if m.shape[0] == 0:
-        raise ValueError(f"{name} must not be empty; got shape {tuple(m.shape)}")
-    if d is not None and m.shape[0] != d:
-        raise ValueError(f"{name} must have shape ({d}, {d}) to match sigma1; got {tuple(m.shape)}")
+def check_square(m: Any, name: str, d: Optional[int] = None) -> None:
+    """``m`` is a non-empty floating-point square ``(d, d)`` tensor (of size ``d`` when given).
+
+    Raises:
+        TypeError: not a tensor, or not floating point.
+        ValueError: not square, empty, or not of size ``d``.
+    """
+    check_tensor(m, name, dtype_requirement="be a floating-point tensor (float16, bfloat16, float32, float64)")
+    check_ndim(m, name, 2, "be a square matrix (d, d)")
+    require(m.shape[0] == m.shape[1], ValueError,
+            lambda: f"{name} must be a square matrix (d, d); got shape {tuple(m.shape)}")
+    check_tensor(m, name, nonempty=True)
+    if d is not None:
+        check_shape(m, name, (d, d), " to match sigma1")
 
 
-def _check_pair(sigma1, sigma2) -> None:
+def check_pair(sigma1: Any, sigma2: Any) -> None:
+    """Both covariances square, of one size, on one device (the public functions and the fakes call it)."""
     check_square(sigma1, "sigma1")
     check_square(sigma2, "sigma2", sigma1.shape[0])
-    if sigma2.device != sigma1.device:
-        raise ValueError(f"sigma2 must be on sigma1's device ({sigma1.device}); got {sigma2.device}")
+    check_device(sigma2, "sigma2", sigma1.device, "sigma1")
 
 
-def _check_method(method) -> str:
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(repr(m) for m in METHODS)}; got {method!r}")
-    return method
+def check_method(method: Any, methods: Sequence[str] = METHODS) -> str:
+    """``method`` is one of ``methods``.
 
-
-def _check_backend(backend: Optional[str]) -> str:
-    return _backend.current_backend() if backend is None else _backend._check_name(backend)
+    Raises:
+        ValueError: it is not (also for a non-string, as before).
+    """
+    return check_choice(method, "method", methods, type_error=ValueError)
 
 
 def sqrtm_trace(sigma1: Tensor, sigma2: Tensor, method: str = "auto", backend: Optional[str] = None) -> Tensor:
     """``tr sqrt(sigma1 @ sigma2)`` for two symmetric PSD matrices, computed in float64.
+
+    The hard term of the Frechet Inception Distance (Heusel et al. 2017,
+    eq. 6): ``d^2 = |mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2))``, computed
+    as the sum of the square roots of the eigenvalues of a symmetric matrix
+    similar to ``S1 S2`` (the derivation is in :mod:`ganfast.ref.sqrtm`).
 
     Args:
         sigma1, sigma2: ``(d, d)`` symmetric positive semidefinite matrices
@@ -220,12 +223,19 @@ def sqrtm_trace(sigma1: Tensor, sigma2: Tensor, method: str = "auto", backend: O
         A 0-d float64 tensor on the inputs' device; never complex, and finite
         for finite inputs.  NaN when an input holds NaN or inf.
 
+    Raises:
+        TypeError: an input is not a floating-point tensor.
+        ValueError: an input is not square or is empty, the sizes or devices
+            differ, ``method`` or ``backend`` is unknown.
+        BackendUnavailable: the backend named cannot run here (only
+            ``torch`` exists).
+
     First derivatives w.r.t. both inputs are supported (not through
     ``method="newton_schulz"``'s own arithmetic: the gradient is always the
     exact closed form); second derivatives raise.
     """
-    _check_pair(sigma1, sigma2)
-    return _sqrtm_trace_op(sigma1, sigma2, _check_method(method), _check_backend(backend))
+    check_pair(sigma1, sigma2)
+    return _sqrtm_trace_op(sigma1, sigma2, check_method(method), _backend.requested(backend))
 
 
 def product_eigvals(sigma1: Tensor, sigma2: Tensor, method: str = "auto",
@@ -235,17 +245,48 @@ def product_eigvals(sigma1: Tensor, sigma2: Tensor, method: str = "auto",
     What :func:`sqrtm_trace` sums the square roots of (see
     :class:`ganfast.ref.sqrtm.Spectrum`); ``frechet_distance`` uses it to tell
     rounding from an input that is not PSD.  Not differentiable.
+
+    Args:
+        sigma1, sigma2: as :func:`sqrtm_trace`.
+        method: ``"auto"``, ``"cholesky"`` or ``"eigh"`` (the exact routes).
+        backend: ``"torch"``, ``"auto"`` or None for the current choice.
+
+    Returns:
+        A :class:`ganfast.ref.sqrtm.Spectrum`: the eigenvalues (float64, on
+        the inputs' device) and the route that found them.
+
+    Raises:
+        TypeError, ValueError, BackendUnavailable: as :func:`sqrtm_trace`
+            (``method`` one of ``"auto"``, ``"cholesky"``, ``"eigh"``).
     """
-    _check_pair(sigma1, sigma2)
-    if method not in ("auto", "cholesky", "eigh"):
-        raise ValueError(f"method must be one of 'auto', 'cholesky', 'eigh'; got {method!r}")
-    _, impl = _backend.select(OP_TRACE, _check_backend(backend), sigma1.device)
+    check_pair(sigma1, sigma2)
+    check_method(method, ("auto", "cholesky", "eigh"))
+    _, impl = _backend.select(OP_TRACE, _backend.requested(backend), sigma1.device)
     with torch.no_grad():
         return impl.eigvals(sigma1, sigma2, method)
 
 
 def sqrtm(a: Tensor, b: Optional[Tensor] = None, backend: Optional[str] = None) -> Tensor:
     """Matrix square root, computed in float64 and returned in the input dtype.
+
+    The principal square root of a symmetric PSD matrix through its
+    eigendecomposition, ``V diag(sqrt(w)) V^T`` (Higham 2008, "Functions of
+    Matrices", section 6.1).
+
+    Args:
+        a: ``(d, d)`` symmetric positive semidefinite matrix, any float dtype.
+        b: optional ``(d, d)`` symmetric PSD matrix on a's device: then the
+            result is a square root of ``a @ b`` (below).
+        backend: ``"torch"``, ``"auto"`` or None for the current choice.
+
+    Returns:
+        ``(d, d)`` in a's dtype (``sqrtm(a)``) or the promoted dtype of a and b.
+
+    Raises:
+        TypeError: ``a`` or ``b`` is not a floating-point tensor.
+        ValueError: not square, empty, sizes or devices that differ, or an
+            unknown backend name.
+        BackendUnavailable: the backend named cannot run here.
 
     ``sqrtm(a)``: the principal square root of the symmetric PSD matrix ``a``
     (symmetric PSD itself).  ``a`` is symmetrized first; eigenvalues within
@@ -265,12 +306,11 @@ def sqrtm(a: Tensor, b: Optional[Tensor] = None, backend: Optional[str] = None) 
     First derivatives are supported; second derivatives raise.
     """
     check_square(a, "a")
-    backend = _check_backend(backend)
+    backend = _backend.requested(backend)
     if b is None:
         return _sqrtm_op(a, backend)
     check_square(b, "b", a.shape[0])
-    if b.device != a.device:
-        raise ValueError(f"b must be on a's device ({a.device}); got {b.device}")
+    check_device(b, "b", a.device, "a")
     out_dtype = torch.promote_types(a.dtype, b.dtype)
     a64, b64 = ref.symmetric(a), ref.symmetric(b)
     R = _sqrtm_op(a64, backend)

@@ -1,8 +1,10 @@
-"""Reference for the BatchNorm + LeakyReLU stages of the fused conv blocks.
+"""Reference for the BatchNorm + LeakyReLU stage of the fused conv blocks.
 
 The definition of correct is the unfused torch.nn composition,
-:func:`conv_bn_act` below: ``Conv2d -> BatchNorm2d -> LeakyReLU``, with
-``F.batch_norm``'s running-statistics semantics.
+:func:`batch_norm_act` below: ``F.batch_norm`` then ``F.leaky_relu``, with
+``F.batch_norm``'s running-statistics semantics (the blocks' own references,
+convolution included, are :mod:`ganfast.ref.conv_bn_act` and
+:mod:`ganfast.ref.conv_transpose_bn_act`).
 
 The other functions are the torch backend of the ``batch_norm_act`` op: the
 same host-function interface as ``ganfast.kernels.batch_norm_act`` (per-channel
@@ -19,29 +21,9 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from .bias_act import compute_dtype
+from .._dtypes import compute_dtype
 
 Tensor = torch.Tensor
-
-
-def conv_bn_act(
-    x: Tensor,
-    weight: Tensor,
-    bias: Optional[Tensor],
-    bn_weight: Optional[Tensor],
-    bn_bias: Optional[Tensor],
-    running_mean: Optional[Tensor],
-    running_var: Optional[Tensor],
-    training: bool,
-    momentum: float,
-    eps: float,
-    stride=1,
-    padding=0,
-    negative_slope: float = 0.2,
-) -> Tensor:
-    """``leaky_relu(batch_norm(conv2d(x)))`` exactly as torch.nn computes it (updates running stats in place)."""
-    y = F.conv2d(x, weight, bias, stride, padding)
-    return batch_norm_act(y, running_mean, running_var, bn_weight, bn_bias, training, momentum, eps, negative_slope)
 
 
 def batch_norm_act(
@@ -55,7 +37,11 @@ def batch_norm_act(
     eps: float,
     negative_slope: float,
 ) -> Tensor:
-    """``leaky_relu(F.batch_norm(y, ...), negative_slope)``."""
+    """``leaky_relu(F.batch_norm(y, ...), negative_slope)``: Ioffe & Szegedy 2015, Algorithm 1, then the activation.
+
+    With ``training=True`` the batch statistics normalise and the running
+    statistics (if given) are updated in place, as ``nn.BatchNorm2d`` does.
+    """
     z = F.batch_norm(y, running_mean, running_var, weight, bias, training, momentum, eps)
     return F.leaky_relu(z, negative_slope)
 

@@ -1,4 +1,4 @@
-"""Reference for ``feature_stats_update``: shifted sufficient statistics in float64.
+"""Reference for ``feature_stats``: shifted sufficient statistics in float64.
 
 Streaming mean and covariance keep, for a fixed per-feature shift ``c``
 (the mean of the first batch),
@@ -27,9 +27,13 @@ Tensor = torch.Tensor
 CHUNK_ROWS = 4096
 
 
-def feature_stats_update(x: Tensor, shift: Tensor, total: Tensor, gram: Tensor) -> None:
+def feature_stats(x: Tensor, shift: Tensor, total: Tensor, gram: Tensor) -> None:
     """Add the rows of ``x`` (``(N, d)``, any float dtype) to ``total`` and ``gram`` in place."""
     for xc in x.split(CHUNK_ROWS):
         xs = xc.to(torch.float64) - shift
         total.add_(xs.sum(0))
         gram.addmm_(xs.mT, xs)
+
+
+#: The name this function had before the op took one name everywhere.
+feature_stats_update = feature_stats

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import torch
 
-from .bias_act import compute_dtype
+from .._dtypes import compute_dtype
 
 Tensor = torch.Tensor
 

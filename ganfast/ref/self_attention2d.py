@@ -29,12 +29,9 @@ from typing import Tuple
 
 import torch
 
+from .._dtypes import compute_dtype
+
 Tensor = torch.Tensor
-
-
-def compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """float64 stays float64; everything else computes in float32."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def _scores(q: Tensor, k: Tensor, scale: float) -> Tensor:

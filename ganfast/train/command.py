@@ -155,8 +155,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def _slug(s: str) -> str:
-    from .trainer import _slug as slug
-    return slug(s)
+    from .trainer import data_slug
+    return data_slug(s)
 
 
 # -- sample -------------------------------------------------------------------------------------------

@@ -120,7 +120,7 @@ class TrainConfig:
             raise ValueError(f"seed must be an int >= 0; got {self.seed!r}")
         if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int) or self.num_workers < 0:
             raise ValueError(f"num_workers must be an int >= 0; got {self.num_workers!r}")
-        _backend._check_name(self.backend)
+        _backend.check_backend(self.backend)
         if self.eval_metrics is not None:
             from .evaluate import METRICS
             if isinstance(self.eval_metrics, str) or not all(m in METRICS for m in self.eval_metrics):
@@ -276,7 +276,7 @@ class Trainer:
         self.batch_size = cfg.batch_size or rec["batch_size"]
         self.lr_schedule = cfg.lr_schedule or rec["lr_schedule"]
         self.ema_decay = float(cfg.ema_decay if cfg.ema_decay is not None else rec["ema_decay"])
-        self.out = cfg.out or os.path.join("runs", f"{model.name}-{_slug(cfg.data)}")
+        self.out = cfg.out or os.path.join("runs", f"{model.name}-{data_slug(cfg.data)}")
         self.sample_every = cfg.sample_every or max(1, self.steps // 10)
         self.checkpoint_every = cfg.checkpoint_every or max(1, self.steps // 4)
         self.schedules = dict(model.schedules())
@@ -718,7 +718,7 @@ def _postfix(vals: Dict[str, float]) -> str:
     return " ".join(parts)
 
 
-def _slug(s: str) -> str:
+def data_slug(s: str) -> str:
     base = os.path.basename(os.path.normpath(s)) or "data"
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in base)
 

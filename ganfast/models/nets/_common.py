@@ -14,104 +14,113 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
-from ...nn import MinibatchStdDev
+from ..._checks import TypeOrValueError, check_bool, check_choice, check_float, check_int, check_positive_int
+from ...nn import MinibatchDiscrimination, MinibatchStdDev
 
 Shape = Union[int, Sequence[int]]
 
-_ACTIVATIONS = {
+ACTIVATIONS = {
     "relu": lambda: nn.ReLU(),
     "leaky_relu": lambda: nn.LeakyReLU(0.2),
     "elu": lambda: nn.ELU(),
 }
-_OUT_ACTIVATIONS = {None: None, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
+OUT_ACTIVATIONS = {None: None, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 _SN_TYPES = (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)
 
 
 # ---------------------------------------------------------------------------
-# argument checks
+# argument checks (ganfast._checks; a wrong type is a TypeOrValueError: these networks raised
+# ValueError for every bad argument before the project's convention, so both still catch it)
 
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _positive_int(value, name: str) -> int:
-    if not _is_int(value) or value < 1:
-        raise ValueError(f"{name} must be a positive int; got {value!r}")
-    return value
+def positive_int(value, name: str) -> int:
+    return check_positive_int(value, name, type_error=TypeOrValueError)
 
 
-def _non_negative_int(value, name: str) -> int:
-    if not _is_int(value) or value < 0:
-        raise ValueError(f"{name} must be a non-negative int; got {value!r}")
-    return value
+def non_negative_int(value, name: str) -> int:
+    return check_int(value, name, minimum=0, what="a non-negative int", type_error=TypeOrValueError)
 
 
-def _flag(value, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be True or False; got {value!r}")
-    return value
+def flag_arg(value, name: str) -> bool:
+    return check_bool(value, name, type_error=TypeOrValueError)
 
 
-def _shape(value: Shape, name: str) -> Tuple[int, ...]:
-    shape = (value,) if _is_int(value) else value
-    if isinstance(shape, (str, bytes)) or not isinstance(shape, Sequence) or len(shape) == 0 \
-            or not all(_is_int(v) and v >= 1 for v in shape):
-        raise ValueError(f"{name} must be a positive int or a non-empty sequence of positive ints; got {value!r}")
-    return tuple(shape)
-
-
-def _widths(value, name: str) -> Tuple[int, ...]:
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) \
-            or not all(_is_int(v) and v >= 1 for v in value):
-        raise ValueError(f"{name} must be a sequence of positive ints; got {value!r}")
+def _int_sequence(value, name: str, requirement: str) -> Tuple[int, ...]:
+    """A sequence of positive ints (not a string); TypeOrValueError for another type, ValueError for bad entries."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise TypeOrValueError(f"{name} must be {requirement}; got {value!r}")
+    if not all(_is_int(v) and v >= 1 for v in value):
+        raise ValueError(f"{name} must be {requirement}; got {value!r}")
     return tuple(value)
 
 
-def _choice(value, choices, name: str):
-    if not isinstance(value, (str, type(None))) or value not in choices:
-        raise ValueError(f"{name} must be one of {sorted(choices, key=str)}; got {value!r}")
+def sample_shape_arg(value: Shape, name: str) -> Tuple[int, ...]:
+    requirement = "a positive int or a non-empty sequence of positive ints"
+    shape = _int_sequence((value,) if _is_int(value) else value, name, requirement)
+    if not shape:
+        raise ValueError(f"{name} must be {requirement}; got {value!r}")
+    return shape
+
+
+def widths_arg(value, name: str) -> Tuple[int, ...]:
+    return _int_sequence(value, name, "a sequence of positive ints")
+
+
+def half_open_unit(value, name: str, what: str) -> float:
+    """A float in [0, 1) (a dropout probability, a LeakyReLU slope)."""
+    value = check_float(value, name, minimum=0.0, what=what, type_error=TypeOrValueError)
+    if not value < 1.0:
+        raise ValueError(f"{name} must be {what}; got {value!r}")
     return value
 
 
-def _embed_dim(num_classes: int, embed_dim: Optional[int]) -> Optional[int]:
-    _non_negative_int(num_classes, "num_classes")
+def choice_arg(value, choices, name: str):
+    return check_choice(value, name, sorted(choices, key=str), type_error=TypeOrValueError)
+
+
+def embed_dim_arg(num_classes: int, embed_dim: Optional[int]) -> Optional[int]:
+    non_negative_int(num_classes, "num_classes")
     if embed_dim is None:
         return None
-    _positive_int(embed_dim, "embed_dim")
+    positive_int(embed_dim, "embed_dim")
     if num_classes == 0:
         raise ValueError(f"embed_dim is only used by a conditional network (num_classes > 0); got "
                          f"embed_dim={embed_dim!r} with num_classes=0")
     return embed_dim
 
 
-def _minibatch_discrimination(value) -> Optional[Tuple[int, int]]:
+def minibatch_discrimination_arg(value) -> Optional[Tuple[int, int]]:
     if value is None:
         return None
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2 \
-            or not all(_is_int(v) and v >= 1 for v in value):
-        raise ValueError(f"minibatch_discrimination must be None or a pair (num_kernels, kernel_dim) of "
-                         f"positive ints; got {value!r}")
-    return tuple(value)
+    requirement = "None or a pair (num_kernels, kernel_dim) of positive ints"
+    pair = _int_sequence(value, "minibatch_discrimination", requirement)
+    if len(pair) != 2:
+        raise ValueError(f"minibatch_discrimination must be {requirement}; got {value!r}")
+    return pair
 
 
-def _image_shape(value) -> Tuple[int, int, int]:
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 3 \
-            or not all(_is_int(v) and v >= 1 for v in value):
-        raise ValueError(f"image_shape must be (channels, height, width) of positive ints; got {value!r}")
-    c, h, w = value
+def image_shape_arg(value) -> Tuple[int, int, int]:
+    requirement = "(channels, height, width) of positive ints"
+    shape = _int_sequence(value, "image_shape", requirement)
+    if len(shape) != 3:
+        raise ValueError(f"image_shape must be {requirement}; got {value!r}")
+    c, h, w = shape
     if h != w or h < 8 or h & (h - 1):
         raise ValueError(f"image_shape must be square with a side that is a power of two >= 8; got {value!r}")
     return (c, h, w)
 
 
-def _widths_pair(width, max_width) -> None:
-    _positive_int(width, "width")
-    _positive_int(max_width, "max_width")
+def widths_pair(width, max_width) -> None:
+    positive_int(width, "width")
+    positive_int(max_width, "max_width")
     if max_width < width:
         raise ValueError(f"max_width ({max_width}) must be >= width ({width})")
 
 
-def _attention_resolution(value, produced: Sequence[int]) -> Optional[int]:
+def attention_resolution(value, produced: Sequence[int]) -> Optional[int]:
     if value is None:
         return None
     if not _is_int(value) or value not in produced:
@@ -120,7 +129,7 @@ def _attention_resolution(value, produced: Sequence[int]) -> Optional[int]:
     return value
 
 
-def _check_input(t, name: str, trailing: Tuple[int, ...]) -> None:
+def check_input(t, name: str, trailing: Tuple[int, ...]) -> None:
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor; got {type(t).__name__}")
     if t.dim() != 1 + len(trailing) or tuple(t.shape[1:]) != trailing or t.shape[0] == 0:
@@ -128,8 +137,8 @@ def _check_input(t, name: str, trailing: Tuple[int, ...]) -> None:
         raise ValueError(f"{name} must have shape ({want}) with B >= 1; got {tuple(t.shape)}")
 
 
-def _check_labels(y, batch: int, num_classes: int) -> None:
-    """Label checks shared by every network (the error is a ValueError in every case)."""
+def check_labels(y, batch: int, num_classes: int) -> None:
+    """Label checks shared by every network (a wrong type or dtype is a TypeOrValueError, the rest ValueError)."""
     if num_classes == 0:
         if y is not None:
             raise ValueError("y was given to an unconditional network (num_classes=0); build it with "
@@ -139,9 +148,9 @@ def _check_labels(y, batch: int, num_classes: int) -> None:
         raise ValueError(f"this network is conditional (num_classes={num_classes}): y, an int64 tensor of "
                          f"class labels of shape ({batch},), is required")
     if not isinstance(y, torch.Tensor):
-        raise ValueError(f"y must be an int64 torch.Tensor of shape ({batch},); got {type(y).__name__}")
+        raise TypeOrValueError(f"y must be an int64 torch.Tensor of shape ({batch},); got {type(y).__name__}")
     if y.dtype != torch.int64:
-        raise ValueError(f"y must be an int64 tensor of class labels; got dtype {y.dtype}")
+        raise TypeOrValueError(f"y must be an int64 tensor of class labels; got dtype {y.dtype}")
     if y.shape != (batch,):
         raise ValueError(f"y must have shape ({batch},) (one label per sample); got {tuple(y.shape)}")
     # An out-of-range label is a device-side assert on a GPU (nn.Embedding) or a
@@ -152,19 +161,69 @@ def _check_labels(y, batch: int, num_classes: int) -> None:
                          f"{int(y.min())} to {int(y.max())}")
 
 
-def _apply_spectral_norm(module: nn.Module) -> None:
+def apply_spectral_norm(module: nn.Module) -> None:
     # Collected first: parametrizing a module adds children while we walk.
     for m in [m for m in module.modules() if isinstance(m, _SN_TYPES)]:
         if not parametrize.is_parametrized(m, "weight"):
             _spectral_norm(m)
 
 
-def _layers(pairs) -> nn.Sequential:
+def sequential_of(pairs) -> nn.Sequential:
     return nn.Sequential(OrderedDict((k, v) for k, v in pairs if v is not None))
 
 
-def _describe(module: nn.Module, names: Sequence[str]) -> str:
+def describe_args(module: nn.Module, names: Sequence[str]) -> str:
     return ", ".join(f"{n}={getattr(module, n)!r}" for n in names)
+
+
+def mlp_blocks(width: int, hidden: Sequence[int], *, activation: str, batch_norm: bool,
+               dropout: float = 0.0) -> Tuple[nn.Sequential, int]:
+    """``(blocks, output width)``: Linear [+ BatchNorm1d] + activation [+ Dropout] per hidden width.
+
+    The Linear drops its bias under BatchNorm; the children are named
+    ``linear``, ``bn``, ``act``, ``dropout`` (state_dict keys ``blocks.i.linear.weight``).
+    """
+    blocks = []
+    for h in hidden:
+        blocks.append(sequential_of([
+            ("linear", nn.Linear(width, h, bias=not batch_norm)),
+            ("bn", nn.BatchNorm1d(h) if batch_norm else None),
+            ("act", ACTIVATIONS[activation]()),
+            ("dropout", nn.Dropout(dropout) if dropout > 0 else None),
+        ]))
+        width = h
+    return nn.Sequential(*blocks), width
+
+
+def attach_label_embedding(net: nn.Module, num_classes: int, embed_dim: Optional[int], width: int) -> int:
+    """Give a conditional ``net`` its ``embed`` (``nn.Embedding(num_classes, embed_dim or num_classes)``).
+
+    Returns ``width`` plus the embedding's width (``width`` itself when unconditional).
+    """
+    if not num_classes:
+        return width
+    net.embed = nn.Embedding(num_classes, embed_dim or num_classes)
+    return width + net.embed.embedding_dim
+
+
+def attach_discriminator_head(net: nn.Module, features: int, minibatch_discrimination) -> None:
+    """A discriminator's head on ``features``-wide features: ``feature_dim``, ``mbd`` (optional), ``head``.
+
+    Minibatch discrimination (Salimans et al. 2016) appends its columns to the
+    features, then one Linear scores each sample; see :func:`discriminator_head`.
+    """
+    net.feature_dim = features
+    if minibatch_discrimination is not None:
+        net.mbd = MinibatchDiscrimination(features, *minibatch_discrimination)
+        features = net.mbd.out_features
+    net.head = nn.Linear(features, 1)
+
+
+def discriminator_head(net: nn.Module, features: torch.Tensor, return_features: bool):
+    """Logits (B,) from the features of :func:`attach_discriminator_head`'s head, and the features when asked."""
+    h = net.mbd(features) if net.minibatch_discrimination is not None else features
+    logits = net.head(h).squeeze(1)
+    return (logits, features) if return_features else logits
 
 
 def stddev_group_size(batch: int, group_size: int = 4) -> int:
@@ -183,7 +242,7 @@ def stddev_group_size(batch: int, group_size: int = 4) -> int:
     return batch
 
 
-class _AnyBatchStdDev(MinibatchStdDev):
+class AnyBatchStdDev(MinibatchStdDev):
     """``MinibatchStdDev`` whose group follows :func:`stddev_group_size`, so that any batch size runs."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -235,7 +294,7 @@ def init_weights(module: nn.Module, style: str = "dcgan") -> nn.Module:
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"module must be an nn.Module; got {type(module).__name__}")
-    _choice(style, ("dcgan", "default"), "style")
+    choice_arg(style, ("dcgan", "default"), "style")
     if style == "default":
         return module
     for m in module.modules():

@@ -13,10 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...nn import ConvBNLeakyReLU2d, ConvTransposeBNReLU2d, MinibatchDiscrimination, SelfAttention2d
-from ._common import (_AnyBatchStdDev, _apply_spectral_norm, _attention_resolution, _check_input, _check_labels,
-                      _describe, _embed_dim, _flag, _image_shape, _layers, _minibatch_discrimination,
-                      _non_negative_int, _positive_int, _widths_pair)
+from ...nn import ConvBNLeakyReLU2d, ConvTransposeBNReLU2d, SelfAttention2d
+from ._common import (AnyBatchStdDev, apply_spectral_norm, attach_discriminator_head, attach_label_embedding,
+                      attention_resolution, check_input, check_labels, describe_args, discriminator_head, embed_dim_arg,
+                      flag_arg, half_open_unit, image_shape_arg, minibatch_discrimination_arg, non_negative_int,
+                      positive_int, sequential_of, widths_pair)
 
 __all__ = ["ConvGenerator", "ConvDiscriminator"]
 
@@ -53,22 +54,19 @@ class ConvGenerator(nn.Module):
                  num_classes: int = 0, embed_dim: Optional[int] = None, batch_norm: bool = True,
                  spectral_norm: bool = False, self_attention: Optional[int] = None) -> None:
         super().__init__()
-        self.latent_dim = _positive_int(latent_dim, "latent_dim")
-        self.image_shape = _image_shape(image_shape)
-        _widths_pair(width, max_width)
+        self.latent_dim = positive_int(latent_dim, "latent_dim")
+        self.image_shape = image_shape_arg(image_shape)
+        widths_pair(width, max_width)
         self.width, self.max_width = width, max_width
-        self.embed_dim = _embed_dim(num_classes, embed_dim)
+        self.embed_dim = embed_dim_arg(num_classes, embed_dim)
         self.num_classes = num_classes
-        self.batch_norm = _flag(batch_norm, "batch_norm")
-        self.spectral_norm = _flag(spectral_norm, "spectral_norm")
+        self.batch_norm = flag_arg(batch_norm, "batch_norm")
+        self.spectral_norm = flag_arg(spectral_norm, "spectral_norm")
         channels, size, _ = self.image_shape
         resolutions = [4 << i for i in range(int(math.log2(size)) - 2)]  # 4, 8, ..., H/2
-        self.self_attention = _attention_resolution(self_attention, resolutions)
+        self.self_attention = attention_resolution(self_attention, resolutions)
 
-        in_ch = latent_dim
-        if num_classes:
-            self.embed = nn.Embedding(num_classes, embed_dim or num_classes)
-            in_ch += self.embed.embedding_dim
+        in_ch = attach_label_embedding(self, num_classes, embed_dim, latent_dim)
         blocks = []
         for r in resolutions:
             out_ch = min(max_width, width * (size // 2) // r)
@@ -76,7 +74,7 @@ class ConvGenerator(nn.Module):
             if batch_norm:
                 blocks.append(ConvTransposeBNReLU2d(in_ch, out_ch, k, s, p, bias=False))
             else:
-                blocks.append(_layers([("conv", nn.ConvTranspose2d(in_ch, out_ch, k, s, p, bias=True)),
+                blocks.append(sequential_of([("conv", nn.ConvTranspose2d(in_ch, out_ch, k, s, p, bias=True)),
                                        ("act", nn.ReLU())]))
             if r == self.self_attention:
                 blocks.append(SelfAttention2d(out_ch))
@@ -84,17 +82,17 @@ class ConvGenerator(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.output = nn.ConvTranspose2d(in_ch, channels, 4, 2, 1, bias=True)
         if spectral_norm:
-            _apply_spectral_norm(self)
+            apply_spectral_norm(self)
 
     def forward(self, z: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
-        _check_input(z, "z", (self.latent_dim,))
-        _check_labels(y, z.shape[0], self.num_classes)
+        check_input(z, "z", (self.latent_dim,))
+        check_labels(y, z.shape[0], self.num_classes)
         if self.num_classes:
             z = torch.cat([z, self.embed(y).to(z.dtype)], dim=1)
         return torch.tanh(self.output(self.blocks(z[:, :, None, None])))
 
     def extra_repr(self) -> str:
-        return _describe(self, self._args)
+        return describe_args(self, self._args)
 
 
 class ConvDiscriminator(nn.Module):
@@ -140,21 +138,18 @@ class ConvDiscriminator(nn.Module):
                  minibatch_discrimination: Optional[Tuple[int, int]] = None,
                  negative_slope: float = 0.2) -> None:
         super().__init__()
-        self.image_shape = _image_shape(image_shape)
-        _widths_pair(width, max_width)
+        self.image_shape = image_shape_arg(image_shape)
+        widths_pair(width, max_width)
         self.width, self.max_width = width, max_width
-        self.num_classes = _non_negative_int(num_classes, "num_classes")
-        self.batch_norm = _flag(batch_norm, "batch_norm")
-        self.spectral_norm = _flag(spectral_norm, "spectral_norm")
-        self.minibatch_stddev = _flag(minibatch_stddev, "minibatch_stddev")
-        self.minibatch_discrimination = _minibatch_discrimination(minibatch_discrimination)
-        if isinstance(negative_slope, bool) or not isinstance(negative_slope, (int, float)) \
-                or not 0.0 <= negative_slope < 1.0:
-            raise ValueError(f"negative_slope must be a float in [0, 1); got {negative_slope!r}")
-        self.negative_slope = float(negative_slope)
+        self.num_classes = non_negative_int(num_classes, "num_classes")
+        self.batch_norm = flag_arg(batch_norm, "batch_norm")
+        self.spectral_norm = flag_arg(spectral_norm, "spectral_norm")
+        self.minibatch_stddev = flag_arg(minibatch_stddev, "minibatch_stddev")
+        self.minibatch_discrimination = minibatch_discrimination_arg(minibatch_discrimination)
+        self.negative_slope = half_open_unit(negative_slope, "negative_slope", "a float in [0, 1)")
         channels, size, _ = self.image_shape
         resolutions = [size >> i for i in range(1, int(math.log2(size)) - 1)]  # H/2, ..., 4
-        self.self_attention = _attention_resolution(self_attention, resolutions)
+        self.self_attention = attention_resolution(self_attention, resolutions)
 
         in_ch = channels + num_classes
         blocks = []
@@ -164,39 +159,31 @@ class ConvDiscriminator(nn.Module):
                 blocks.append(ConvBNLeakyReLU2d(in_ch, out_ch, 4, 2, 1, bias=False,
                                                 negative_slope=self.negative_slope))
             else:
-                blocks.append(_layers([("conv", nn.Conv2d(in_ch, out_ch, 4, 2, 1, bias=True)),
+                blocks.append(sequential_of([("conv", nn.Conv2d(in_ch, out_ch, 4, 2, 1, bias=True)),
                                        ("act", nn.LeakyReLU(self.negative_slope))]))
             if r == self.self_attention:
                 blocks.append(SelfAttention2d(out_ch))
             in_ch = out_ch
         self.blocks = nn.Sequential(*blocks)
         if minibatch_stddev:
-            self.stddev = _AnyBatchStdDev(group_size=4)
+            self.stddev = AnyBatchStdDev(group_size=4)
             in_ch += self.stddev.num_channels
-        self.feature_dim = in_ch * 4 * 4
-        width_in = self.feature_dim
-        if self.minibatch_discrimination is not None:
-            self.mbd = MinibatchDiscrimination(width_in, *self.minibatch_discrimination)
-            width_in = self.mbd.out_features
-        self.head = nn.Linear(width_in, 1)
+        attach_discriminator_head(self, in_ch * 4 * 4, self.minibatch_discrimination)
         if spectral_norm:
-            _apply_spectral_norm(self)
+            apply_spectral_norm(self)
 
     def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None, *, return_features: bool = False):
-        _check_input(x, "x", self.image_shape)
-        _check_labels(y, x.shape[0], self.num_classes)
+        check_input(x, "x", self.image_shape)
+        check_labels(y, x.shape[0], self.num_classes)
         if self.num_classes:
             maps = F.one_hot(y, self.num_classes).to(x.dtype)[:, :, None, None]
             x = torch.cat([x, maps.expand(-1, -1, *x.shape[2:])], dim=1)
         h = self.blocks(x)
         if self.minibatch_stddev:
             h = self.stddev(h)
-        features = h.flatten(1)
-        h = self.mbd(features) if self.minibatch_discrimination is not None else features
-        logits = self.head(h).squeeze(1)
-        return (logits, features) if return_features else logits
+        return discriminator_head(self, h.flatten(1), return_features)
 
     def extra_repr(self) -> str:
-        return _describe(self, self._args) + f", feature_dim={self.feature_dim}"
+        return describe_args(self, self._args) + f", feature_dim={self.feature_dim}"
 
 

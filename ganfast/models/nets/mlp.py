@@ -12,10 +12,10 @@ from typing import Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from ...nn import MinibatchDiscrimination
-from ._common import (_ACTIVATIONS, _OUT_ACTIVATIONS, Shape, _apply_spectral_norm, _check_input, _check_labels,
-                      _choice, _describe, _embed_dim, _flag, _layers, _minibatch_discrimination, _positive_int,
-                      _shape, _widths)
+from ._common import (ACTIVATIONS, OUT_ACTIVATIONS, Shape, apply_spectral_norm, attach_discriminator_head,
+                      attach_label_embedding, check_input, check_labels, choice_arg, describe_args,
+                      discriminator_head, embed_dim_arg, flag_arg, half_open_unit, minibatch_discrimination_arg,
+                      mlp_blocks, positive_int, sample_shape_arg, widths_arg)
 
 __all__ = ["MLPGenerator", "MLPDiscriminator"]
 
@@ -44,45 +44,34 @@ class MLPGenerator(nn.Module):
                  batch_norm: bool = False, out_activation: Optional[str] = None,
                  spectral_norm: bool = False) -> None:
         super().__init__()
-        self.latent_dim = _positive_int(latent_dim, "latent_dim")
-        self.out_shape = _shape(out_shape, "out_shape")
-        self.hidden = _widths(hidden, "hidden")
-        self.embed_dim = _embed_dim(num_classes, embed_dim)
+        self.latent_dim = positive_int(latent_dim, "latent_dim")
+        self.out_shape = sample_shape_arg(out_shape, "out_shape")
+        self.hidden = widths_arg(hidden, "hidden")
+        self.embed_dim = embed_dim_arg(num_classes, embed_dim)
         self.num_classes = num_classes
-        self.activation = _choice(activation, _ACTIVATIONS, "activation")
-        self.batch_norm = _flag(batch_norm, "batch_norm")
-        self.out_activation = _choice(out_activation, _OUT_ACTIVATIONS, "out_activation")
-        self.spectral_norm = _flag(spectral_norm, "spectral_norm")
+        self.activation = choice_arg(activation, ACTIVATIONS, "activation")
+        self.batch_norm = flag_arg(batch_norm, "batch_norm")
+        self.out_activation = choice_arg(out_activation, OUT_ACTIVATIONS, "out_activation")
+        self.spectral_norm = flag_arg(spectral_norm, "spectral_norm")
 
-        width = latent_dim
-        if num_classes:
-            self.embed = nn.Embedding(num_classes, embed_dim or num_classes)
-            width += self.embed.embedding_dim
-        blocks = []
-        for h in self.hidden:
-            blocks.append(_layers([
-                ("linear", nn.Linear(width, h, bias=not batch_norm)),
-                ("bn", nn.BatchNorm1d(h) if batch_norm else None),
-                ("act", _ACTIVATIONS[activation]()),
-            ]))
-            width = h
-        self.blocks = nn.Sequential(*blocks)
+        width = attach_label_embedding(self, num_classes, embed_dim, latent_dim)
+        self.blocks, width = mlp_blocks(width, self.hidden, activation=activation, batch_norm=batch_norm)
         self.output = nn.Linear(width, math.prod(self.out_shape))
-        out_act = _OUT_ACTIVATIONS[out_activation]
+        out_act = OUT_ACTIVATIONS[out_activation]
         self.out_act = out_act() if out_act is not None else nn.Identity()
         if spectral_norm:
-            _apply_spectral_norm(self)
+            apply_spectral_norm(self)
 
     def forward(self, z: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
-        _check_input(z, "z", (self.latent_dim,))
-        _check_labels(y, z.shape[0], self.num_classes)
+        check_input(z, "z", (self.latent_dim,))
+        check_labels(y, z.shape[0], self.num_classes)
         if self.num_classes:
             z = torch.cat([z, self.embed(y).to(z.dtype)], dim=1)
         out = self.out_act(self.output(self.blocks(z)))
         return out.view(z.shape[0], *self.out_shape)
 
     def extra_repr(self) -> str:
-        return _describe(self, self._args)
+        return describe_args(self, self._args)
 
 
 class MLPDiscriminator(nn.Module):
@@ -113,52 +102,32 @@ class MLPDiscriminator(nn.Module):
                  dropout: float = 0.0, spectral_norm: bool = False,
                  minibatch_discrimination: Optional[Tuple[int, int]] = None) -> None:
         super().__init__()
-        self.in_shape = _shape(in_shape, "in_shape")
-        self.hidden = _widths(hidden, "hidden")
-        self.embed_dim = _embed_dim(num_classes, embed_dim)
+        self.in_shape = sample_shape_arg(in_shape, "in_shape")
+        self.hidden = widths_arg(hidden, "hidden")
+        self.embed_dim = embed_dim_arg(num_classes, embed_dim)
         self.num_classes = num_classes
-        self.activation = _choice(activation, _ACTIVATIONS, "activation")
-        self.batch_norm = _flag(batch_norm, "batch_norm")
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be a probability in [0, 1); got {dropout!r}")
-        self.dropout = float(dropout)
-        self.spectral_norm = _flag(spectral_norm, "spectral_norm")
-        self.minibatch_discrimination = _minibatch_discrimination(minibatch_discrimination)
+        self.activation = choice_arg(activation, ACTIVATIONS, "activation")
+        self.batch_norm = flag_arg(batch_norm, "batch_norm")
+        self.dropout = half_open_unit(dropout, "dropout", "a probability in [0, 1)")
+        self.spectral_norm = flag_arg(spectral_norm, "spectral_norm")
+        self.minibatch_discrimination = minibatch_discrimination_arg(minibatch_discrimination)
 
-        width = math.prod(self.in_shape)
-        if num_classes:
-            self.embed = nn.Embedding(num_classes, embed_dim or num_classes)
-            width += self.embed.embedding_dim
-        blocks = []
-        for h in self.hidden:
-            blocks.append(_layers([
-                ("linear", nn.Linear(width, h, bias=not batch_norm)),
-                ("bn", nn.BatchNorm1d(h) if batch_norm else None),
-                ("act", _ACTIVATIONS[activation]()),
-                ("dropout", nn.Dropout(self.dropout) if self.dropout > 0 else None),
-            ]))
-            width = h
-        self.blocks = nn.Sequential(*blocks)
-        self.feature_dim = width
-        if self.minibatch_discrimination is not None:
-            self.mbd = MinibatchDiscrimination(width, *self.minibatch_discrimination)
-            width = self.mbd.out_features
-        self.head = nn.Linear(width, 1)
+        width = attach_label_embedding(self, num_classes, embed_dim, math.prod(self.in_shape))
+        self.blocks, width = mlp_blocks(width, self.hidden, activation=activation, batch_norm=batch_norm,
+                                        dropout=self.dropout)
+        attach_discriminator_head(self, width, self.minibatch_discrimination)
         if spectral_norm:
-            _apply_spectral_norm(self)
+            apply_spectral_norm(self)
 
     def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None, *, return_features: bool = False):
-        _check_input(x, "x", self.in_shape)
-        _check_labels(y, x.shape[0], self.num_classes)
+        check_input(x, "x", self.in_shape)
+        check_labels(y, x.shape[0], self.num_classes)
         h = x.flatten(1)
         if self.num_classes:
             h = torch.cat([h, self.embed(y).to(h.dtype)], dim=1)
-        features = self.blocks(h)
-        h = self.mbd(features) if self.minibatch_discrimination is not None else features
-        logits = self.head(h).squeeze(1)
-        return (logits, features) if return_features else logits
+        return discriminator_head(self, self.blocks(h), return_features)
 
     def extra_repr(self) -> str:
-        return _describe(self, self._args) + f", feature_dim={self.feature_dim}"
+        return describe_args(self, self._args) + f", feature_dim={self.feature_dim}"
 
 

@@ -1,4 +1,4 @@
-"""feature_stats_update: every backend that can run here against the float64 reference."""
+"""feature_stats: every backend that can run here against the float64 reference."""
 
 import importlib
 
@@ -10,14 +10,10 @@ import ganfast
 from ganfast import testing
 from ganfast.ref import feature_stats as ref
 
-from conftest import HAS_CUDA
-
 op_module = importlib.import_module("ganfast.ops.feature_stats")
 
-BACKENDS = [
-    pytest.param("torch", "cpu", id="torch-cpu"),
-    pytest.param("triton", "cuda" if HAS_CUDA else "cpu", id="triton"),
-]
+# `backend, device` come from the registry (conftest.py): every backend of this op.
+OP = "feature_stats"
 
 
 def _state(d, device, shift):
@@ -27,11 +23,10 @@ def _state(d, device, shift):
 
 def _run(backend, x, shift):
     s, total, gram = _state(x.shape[1], x.device, shift)
-    ganfast.ops.feature_stats_update(x, s, total, gram, backend=backend)
+    ganfast.ops.feature_stats(x, s, total, gram, backend=backend)
     return total, gram
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
 @pytest.mark.parametrize("n,d", [(1, 1), (37, 45), (70, 3), (5, 130)], ids=lambda v: str(v))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.float64])
 def test_matches_reference(backend, device, n, d, dtype, gen):
@@ -46,7 +41,6 @@ def test_matches_reference(backend, device, n, d, dtype, gen):
         assert torch.equal(gram, gram.T)
 
 
-@pytest.mark.parametrize("backend,device", BACKENDS)
 def test_accumulates_in_place_over_strided_input(backend, device, gen):
     base = torch.randn(40, 60, generator=gen).to(device)
     x = base[::2, 1::3]  # non-contiguous, odd strides
@@ -54,7 +48,7 @@ def test_accumulates_in_place_over_strided_input(backend, device, gen):
     s, total, gram = _state(x.shape[1], device, shift)
     total += 1.0
     gram += 2.0
-    ganfast.ops.feature_stats_update(x, s, total, gram, backend=backend)
+    ganfast.ops.feature_stats(x, s, total, gram, backend=backend)
     xs = x.double() - shift
     testing.assert_close(total, xs.sum(0) + 1.0, torch.float64, 0, "total")
     testing.assert_close(gram, xs.T @ xs + 2.0, torch.float64, 0, "gram")
@@ -64,7 +58,7 @@ def test_large_means_keep_every_digit(gen):
     """Features ~1e4 +- 1 in float32: the shifted float64 sums give numpy's two-pass covariance to ~1e-13."""
     x = (torch.randn(5000, 32, generator=gen, dtype=torch.float64) + 1e4).float()
     shift = x[:100].double().mean(0)
-    for backend in ("torch", "triton") if not HAS_CUDA else ("torch",):
+    for backend in [c.backend for c in testing.backend_cases(OP) if c.device == "cpu" and c.availability]:
         total, gram = _run(backend, x[:1000], shift)  # the interpreter is slow: 1000 rows
         n = 1000
         cov = (gram - torch.outer(total, total) / n) / (n - 1)
@@ -91,12 +85,18 @@ def test_bad_arguments(gen):
     x = torch.randn(4, 3)
     s, t, g = _state(3, "cpu", torch.zeros(3, dtype=torch.float64))
     with pytest.raises(ValueError, match=r"x must have shape \(N, d\)"):
-        ganfast.ops.feature_stats_update(x[None], s, t, g)
+        ganfast.ops.feature_stats(x[None], s, t, g)
     with pytest.raises(TypeError, match="gram must be a float64 tensor"):
-        ganfast.ops.feature_stats_update(x, s, t, g.float())
+        ganfast.ops.feature_stats(x, s, t, g.float())
     with pytest.raises(ValueError, match=r"total must have shape \(3,\)"):
-        ganfast.ops.feature_stats_update(x, s, torch.zeros(4, dtype=torch.float64), g)
+        ganfast.ops.feature_stats(x, s, torch.zeros(4, dtype=torch.float64), g)
     with pytest.raises(TypeError, match="x must be a floating-point tensor"):
-        ganfast.ops.feature_stats_update(x.long(), s, t, g)
+        ganfast.ops.feature_stats(x.long(), s, t, g)
     with pytest.raises(ValueError, match="contiguous"):
-        ganfast.ops.feature_stats_update(x, s, t, torch.zeros(3, 6, dtype=torch.float64)[:, ::2])
+        ganfast.ops.feature_stats(x, s, t, torch.zeros(3, 6, dtype=torch.float64)[:, ::2])
+
+
+def test_former_name_is_an_alias():
+    """``feature_stats_update`` was this function's name before the op took one name everywhere."""
+    assert ganfast.ops.feature_stats_update is ganfast.ops.feature_stats
+    assert ref.feature_stats_update is ref.feature_stats
