@@ -11,6 +11,12 @@ Backends (see DESIGN.md):
 
 ``torch``
     the plain-PyTorch reference; runs on any device and defines correctness.
+``aten``
+    ATen's own ops composed the way ``torch.nn`` composes them
+    (``F.conv2d`` -> ``F.batch_norm`` -> in-place ``F.leaky_relu_``, or the
+    reference's own expression) under plain autograd, with no registered op
+    in between: the fast eager path where no kernel of ours beats ATen (the
+    CPU).  Any device; derivatives of every order are autograd's.
 ``triton``
     Triton kernels from ``ganfast.kernels``; on CUDA tensors, or on CPU
     tensors when the kernels were defined under ``TRITON_INTERPRET=1``.
@@ -22,7 +28,8 @@ The requested backend comes from, in order: the ``backend=`` argument of an
 op, :func:`use_backend`, the ``GANFAST_BACKEND`` environment variable (read
 when ganfast is imported), and finally ``"auto"``.  ``auto`` takes, per op
 and device, the first available backend of the op's preference order (its
-row in :data:`OPS`); on CPU tensors that is always ``torch``.
+row in :data:`OPS`): ``auto_order`` on CUDA tensors, ``cpu_order`` on CPU
+tensors (and any other non-CUDA device).
 
 The choice is a plain module global rather than a context variable on
 purpose: the autograd engine runs backward passes on its own threads, which
@@ -45,7 +52,7 @@ from . import _cuda
 from ._checks import TypeOrValueError, check_choice
 from ._errors import Availability, BackendUnavailable
 
-BACKENDS: Tuple[str, ...] = ("torch", "triton", "cuda")
+BACKENDS: Tuple[str, ...] = ("torch", "aten", "triton", "cuda")
 CHOICES: Tuple[str, ...] = ("auto",) + BACKENDS
 
 __all__ = [
@@ -69,7 +76,9 @@ def check_backend(name: Any, argname: str = "backend") -> str:
 
 def requested(backend: Optional[str]) -> str:
     """The backend a call asks for: its ``backend=`` argument, or :func:`current_backend` for None."""
-    return _default if backend is None else check_backend(backend)
+    if backend is None:
+        return _default
+    return backend if type(backend) is str and backend in CHOICES else check_backend(backend)
 
 
 def _env_default() -> str:
@@ -172,7 +181,7 @@ def _cuda_status(device_type: str) -> Availability:
 
 def backend_status(backend: str, device_type: str) -> Availability:
     """Can ``backend`` run on tensors of ``device_type`` here (any op)?"""
-    if backend == "torch":
+    if backend in ("torch", "aten"):
         return _OK
     if backend == "triton":
         return _triton_status(device_type)
@@ -189,9 +198,11 @@ class OpSpec:
     """One op as the dispatcher knows it, before any of its code is imported.
 
     ``backends`` are the implementations the op has; ``auto_order`` is the
-    order ``auto`` tries them in on CUDA tensors (on CPU tensors ``auto`` is
-    always ``torch``); ``module`` registers the implementations (imported by
-    ``ganfast.ops``, never by this module); ``why`` says what the order rests on.
+    order ``auto`` tries them in on CUDA tensors, ``cpu_order`` the order on
+    CPU (and other non-CUDA) tensors; ``module`` registers the
+    implementations (imported by ``ganfast.ops``, never by this module);
+    ``why`` and ``cpu_why`` say what each order rests on (a measurement, with
+    where it is recorded, or the reasoning until one exists).
     """
 
     name: str
@@ -199,36 +210,56 @@ class OpSpec:
     backends: Tuple[str, ...]
     auto_order: Tuple[str, ...]
     why: str = ""
+    cpu_order: Tuple[str, ...] = ("torch",)
+    cpu_why: str = ""
 
+
+#: CPU measurements behind the ``cpu_order`` column: ``ganfast bench --device cpu``
+#: (eager torch.nn, torch.compile and every ganfast backend interleaved in one
+#: run), 2-core CPU, recorded in bench/RESULTS.md ("CPU" table).
+_CPU = "2-core CPU, bench/RESULTS.md (CPU table): "
 
 #: Every op of ganfast.  Each row is the op's whole dispatch contract: adding
 #: an op (docs/adding-an-op.md) adds a row here, and its module registers one
-#: implementation per listed backend.  No GPU measurement exists yet
-#: (bench/RESULTS.md), so every order below is reasoned, not measured; a
-#: measurement that disagrees changes the row.
+#: implementation per listed backend.  The CUDA orders (``auto_order``) are
+#: reasoned, not yet measured (no GPU has been lent: bench/RESULTS.md); the
+#: CPU orders (``cpu_order``) rest on the measurement each row's ``cpu_why``
+#: quotes.  A measurement that disagrees changes the row.
 OPS: Tuple[OpSpec, ...] = (
-    OpSpec("bias_act", "ganfast.ops.bias_act", ("torch", "triton", "cuda"), ("cuda", "triton", "torch"),
-           "the CUDA kernel is hand-vectorised for bandwidth; Triton next"),
-    OpSpec("batch_norm_act", "ganfast.ops.batch_norm_act", ("torch", "triton"), ("triton", "torch"),
-           "two passes instead of eager's five"),
-    OpSpec("conv_affine_act", "ganfast.ops.conv_affine_act", ("torch", "triton"), ("torch", "triton"),
-           "cuDNN (TF32) until a measurement shows the implicit GEMM ahead"),
-    OpSpec("conv_bn_act", "ganfast.ops.conv_bn_act", ("torch", "triton"), ("triton", "torch"),
-           "batch_norm_act's kernels after cuDNN's convolution"),
-    OpSpec("conv_transpose2d", "ganfast.ops.conv_transpose2d", ("torch", "triton"), ("torch", "triton"),
-           "cuDNN until a measurement shows the sub-pixel kernel ahead"),
-    OpSpec("conv_transpose_bn_act", "ganfast.ops.conv_transpose_bn_act", ("torch", "triton"), ("triton", "torch"),
-           "batch_norm_act's kernels after the transposed convolution"),
+    OpSpec("bias_act", "ganfast.ops.bias_act", ("torch", "aten", "triton", "cuda"), ("cuda", "triton", "torch"),
+           "the CUDA kernel is hand-vectorised for bandwidth; Triton next",
+           ("aten", "torch"), _CPU + "BIAS_ACT_CPU"),
+    OpSpec("batch_norm_act", "ganfast.ops.batch_norm_act", ("torch", "aten", "triton"), ("triton", "torch"),
+           "two passes instead of eager's five",
+           ("aten", "torch"), _CPU + "BATCH_NORM_ACT_CPU"),
+    OpSpec("conv_affine_act", "ganfast.ops.conv_affine_act", ("torch", "aten", "triton"), ("torch", "triton"),
+           "cuDNN (TF32) until a measurement shows the implicit GEMM ahead",
+           ("aten", "torch"), _CPU + "CONV_AFFINE_ACT_CPU"),
+    OpSpec("conv_bn_act", "ganfast.ops.conv_bn_act", ("torch", "aten", "triton"), ("triton", "torch"),
+           "batch_norm_act's kernels after cuDNN's convolution",
+           ("aten", "torch"), _CPU + "CONV_BN_ACT_CPU"),
+    OpSpec("conv_transpose2d", "ganfast.ops.conv_transpose2d", ("torch", "aten", "triton"), ("torch", "triton"),
+           "cuDNN until a measurement shows the sub-pixel kernel ahead",
+           ("aten", "torch"), _CPU + "CONV_TRANSPOSE2D_CPU"),
+    OpSpec("conv_transpose_bn_act", "ganfast.ops.conv_transpose_bn_act", ("torch", "aten", "triton"),
+           ("triton", "torch"), "batch_norm_act's kernels after the transposed convolution",
+           ("aten", "torch"), _CPU + "CONV_TRANSPOSE_BN_ACT_CPU"),
     OpSpec("feature_stats", "ganfast.ops.feature_stats", ("torch", "triton"), ("torch", "triton"),
-           "cuBLAS DGEMM until the fused kernel is measured against it"),
-    OpSpec("minibatch_discrimination", "ganfast.ops.minibatch_discrimination", ("torch", "triton"),
-           ("triton", "torch"), "the reference materialises (B, B, K, D)"),
-    OpSpec("minibatch_stddev", "ganfast.ops.minibatch_stddev", ("torch", "triton"), ("triton", "torch"),
-           "two passes instead of eager's seven"),
-    OpSpec("self_attention2d", "ganfast.ops.self_attention2d", ("torch", "triton"), ("triton", "torch"),
-           "the reference stores the (B, N, N) attention matrix"),
-    OpSpec("sqrtm", "ganfast.ops.sqrtm", ("torch",), ("torch",), "LAPACK / cuSOLVER factorizations"),
-    OpSpec("sqrtm_trace", "ganfast.ops.sqrtm", ("torch",), ("torch",), "LAPACK / cuSOLVER factorizations"),
+           "cuBLAS DGEMM until the fused kernel is measured against it",
+           ("torch",), _CPU + "FEATURE_STATS_CPU"),
+    OpSpec("minibatch_discrimination", "ganfast.ops.minibatch_discrimination", ("torch", "aten", "triton"),
+           ("triton", "torch"), "the reference materialises (B, B, K, D)",
+           ("aten", "torch"), _CPU + "MINIBATCH_DISCRIMINATION_CPU"),
+    OpSpec("minibatch_stddev", "ganfast.ops.minibatch_stddev", ("torch", "aten", "triton"), ("triton", "torch"),
+           "two passes instead of eager's seven",
+           ("aten", "torch"), _CPU + "MINIBATCH_STDDEV_CPU"),
+    OpSpec("self_attention2d", "ganfast.ops.self_attention2d", ("torch", "aten", "triton"), ("triton", "torch"),
+           "the reference stores the (B, N, N) attention matrix",
+           ("aten", "torch"), _CPU + "SELF_ATTENTION2D_CPU"),
+    OpSpec("sqrtm", "ganfast.ops.sqrtm", ("torch",), ("torch",), "LAPACK / cuSOLVER factorizations",
+           ("torch",), "LAPACK; one implementation"),
+    OpSpec("sqrtm_trace", "ganfast.ops.sqrtm", ("torch",), ("torch",), "LAPACK / cuSOLVER factorizations",
+           ("torch",), "LAPACK; one implementation"),
 )
 
 _specs: Dict[str, OpSpec] = {}
@@ -243,32 +274,37 @@ def register_op(
     backends: Optional[Tuple[str, ...]] = None,
     module: str = "",
     why: str = "",
+    cpu_order: Optional[Tuple[str, ...]] = None,
+    cpu_why: str = "",
 ) -> OpSpec:
-    """Declare ``op``: its backends and the order ``auto`` tries them in on CUDA.
+    """Declare ``op``: its backends and the orders ``auto`` tries them in.
 
     ganfast's own ops are the rows of :data:`OPS`, declared through this
     function when this module is imported; an op defined elsewhere (a
     plugin, a test's toy op) declares itself the same way before it calls
-    :func:`register`.  ``backends`` defaults to ``auto_order``'s.
+    :func:`register`.  ``backends`` defaults to ``auto_order``'s;
+    ``cpu_order`` (the order on CPU tensors) defaults to ``("torch",)``.
 
     Raises:
-        ValueError: a backend name is not one of :data:`BACKENDS`, or
-            ``auto_order`` names a backend the op does not have.
+        ValueError: a backend name is not one of :data:`BACKENDS`, or an
+            order names a backend the op does not have.
     """
     backends = tuple(auto_order) if backends is None else tuple(backends)
-    for b in backends + tuple(auto_order):
+    cpu_order = ("torch",) if cpu_order is None else tuple(cpu_order)
+    for b in backends + tuple(auto_order) + cpu_order:
         if b not in BACKENDS:
             raise ValueError(f"backends and auto_order entries must be in {BACKENDS}; got {b!r}")
-    missing = [b for b in auto_order if b not in backends]
-    if missing:
-        raise ValueError(f"auto_order names {missing} that op {op!r} does not have (backends={backends})")
-    entry = OpSpec(op, module, backends, tuple(auto_order), why)
+    for name, order in (("auto_order", auto_order), ("cpu_order", cpu_order)):
+        missing = [b for b in order if b not in backends]
+        if missing:
+            raise ValueError(f"{name} names {missing} that op {op!r} does not have (backends={backends})")
+    entry = OpSpec(op, module, backends, tuple(auto_order), why, cpu_order, cpu_why)
     _specs[op] = entry
     return entry
 
 
 for _row in OPS:
-    register_op(_row.name, _row.auto_order, _row.backends, _row.module, _row.why)
+    register_op(_row.name, _row.auto_order, _row.backends, _row.module, _row.why, _row.cpu_order, _row.cpu_why)
 del _row
 
 
@@ -374,9 +410,7 @@ def resolve(op: str, requested_backend: Optional[str], device: torch.device) -> 
     entry = spec(op)
     device_type = device.type
     if want == "auto":
-        if device_type == "cpu":
-            return "torch"
-        for b in entry.auto_order:
+        for b in entry.auto_order if device_type == "cuda" else entry.cpu_order:
             if backend_status(b, device_type):
                 return b
         return "torch"

@@ -273,6 +273,8 @@ def check_choice(value: Any, name: str, choices: Sequence[Any], type_error: Type
         TypeError (``type_error``): ``value`` is not of the choices' type.
         ValueError: it is not one of them.
     """
+    if type(value) is str and value in choices:  # the common case, without building the message
+        return value
     text = ", ".join(repr(c) for c in choices)
     kinds = {type(c) for c in choices}
     if choices and not isinstance(value, tuple(kinds)):
@@ -289,8 +291,10 @@ def check_pair(value: Any, name: str, minimum: Optional[int] = None) -> Tuple[in
         TypeError: neither an int nor a sequence of two ints.
         ValueError: an entry is below ``minimum``.
     """
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        pair: Tuple[Any, ...] = (value, value)
+    if type(value) is tuple and len(value) == 2 and type(value[0]) is int and type(value[1]) is int:
+        pair: Tuple[Any, ...] = value  # the common case (a module's stride), without the ABC checks
+    elif isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        pair = (value, value)
     else:
         try:
             pair = tuple(value)

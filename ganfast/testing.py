@@ -92,11 +92,12 @@ class BackendCase(NamedTuple):
 def device_for(backend: str) -> str:
     """The device type ``backend`` is tested on here.
 
-    ``torch`` runs on the CPU (the reference needs no GPU); the others on
-    the GPU when one is visible, else on the CPU, where the ``triton``
-    kernels run under the interpreter and ``cuda`` reports why it cannot.
+    ``torch`` runs on the CPU (the reference needs no GPU), and so does
+    ``aten`` (the CPU's ``auto``); the others on the GPU when one is
+    visible, else on the CPU, where the ``triton`` kernels run under the
+    interpreter and ``cuda`` reports why it cannot.
     """
-    if backend == "torch":
+    if backend in ("torch", "aten"):
         return "cpu"
     return "cuda" if torch.cuda.is_available() else "cpu"
 

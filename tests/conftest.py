@@ -59,11 +59,16 @@ def triton_devices():
 # module's ``OP``, or an ``@pytest.mark.op("name")`` on the test.  A backend
 # that cannot run here is still collected, and skipped with the registry's
 # reason, so adding a backend to an op's row tests it everywhere (and says
-# where it could not run) without editing a test file.
+# where it could not run) without editing a test file.  A test marked
+# ``registered_op`` calls the op's torch.library op itself (opcheck): the
+# ``aten`` backend runs no registered op, so it is left out of that test's
+# parameters (its numbers and derivatives are checked by every other test).
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "op(name): the op whose registered backends parametrise `backend`")
+    config.addinivalue_line("markers", "registered_op: the test calls the registered torch.library op directly "
+                                       "(backends that run no registered op, `aten`, are not parametrised)")
 
 
 def _op_of(metafunc):
@@ -82,12 +87,18 @@ def _parametrized_by_hand(metafunc, name):
     return False
 
 
-def backend_params(op, with_device=True):
-    """``pytest.param``s of ``op``'s registered backends (``(backend, device)`` pairs with ``with_device``)."""
+def backend_params(op, with_device=True, registered_only=False):
+    """``pytest.param``s of ``op``'s registered backends (``(backend, device)`` pairs with ``with_device``).
+
+    ``registered_only``: only the backends that run through the op's
+    registered torch.library op (all but ``aten``).
+    """
     from ganfast import testing
 
     params = []
     for case in testing.backend_cases(op):
+        if registered_only and case.backend == "aten":
+            continue
         marks = [pytest.mark.gpu] if case.device == "cuda" else []
         if not case.availability:
             marks.append(pytest.mark.skip(
@@ -104,7 +115,9 @@ def pytest_generate_tests(metafunc):
     if op is None:
         return
     with_device = "device" in metafunc.fixturenames
-    metafunc.parametrize("backend,device" if with_device else "backend", backend_params(op, with_device))
+    registered_only = metafunc.definition.get_closest_marker("registered_op") is not None
+    metafunc.parametrize("backend,device" if with_device else "backend",
+                         backend_params(op, with_device, registered_only))
 
 
 def runnable_backends(op):

@@ -47,13 +47,29 @@ def test_use_backend_as_plain_call_sets_default():
 
 @pytest.mark.parametrize("bad", ["", "Torch", "cudnn", None, 3])
 def test_use_backend_rejects_unknown_names(bad):
-    with pytest.raises(ValueError, match="backend must be one of 'auto', 'torch', 'triton', 'cuda'"):
+    with pytest.raises(ValueError, match="backend must be one of 'auto', 'torch', 'aten', 'triton', 'cuda'"):
         ganfast.use_backend(bad)
 
 
-def test_auto_on_cpu_is_torch():
-    assert _backend.resolve("bias_act", "auto", torch.device("cpu")) == "torch"
-    assert _backend.resolve("bias_act", None, torch.device("cpu")) == "torch"
+def test_auto_on_cpu_follows_the_cpu_order():
+    """On CPU tensors auto takes each op's cpu_order (the measured table in _backend.OPS), never the CUDA order."""
+    for row in _backend.OPS:
+        want = row.cpu_order[0]
+        assert want in ("torch", "aten"), row
+        assert _backend.resolve(row.name, "auto", torch.device("cpu")) == want
+        assert _backend.resolve(row.name, None, torch.device("cpu")) == want
+        assert row.cpu_why, f"{row.name}'s cpu_order has no measurement or reason"
+    assert _backend.resolve("bias_act", "auto", torch.device("cpu")) == "aten"
+    assert _backend.resolve("sqrtm", "auto", torch.device("cpu")) == "torch"
+
+
+def test_register_op_checks_the_cpu_order(monkeypatch):
+    monkeypatch.setattr(_backend, "_specs", dict(_backend._specs))  # the toy ops leave no trace
+    with pytest.raises(ValueError, match="cpu_order names"):
+        _backend.register_op("_test_only_cpu_order", auto_order=("torch",), cpu_order=("aten",))
+    entry = _backend.register_op("_test_only_cpu_default", auto_order=("torch",))
+    assert entry.cpu_order == ("torch",)
+    assert _backend.resolve("_test_only_cpu_default", "auto", torch.device("cpu")) == "torch"
 
 
 def test_precedence_argument_over_context(monkeypatch):
@@ -88,7 +104,7 @@ def test_backward_uses_the_forward_backend(monkeypatch):
 
 def test_available_backends_reports_reasons():
     report = ganfast.available_backends()
-    assert set(report) == {"torch", "triton", "cuda"}
+    assert set(report) == {"torch", "aten", "triton", "cuda"}
     assert report["torch"].available and bool(report["torch"])
     for name, st in report.items():
         assert st.available or st.reason, f"{name} is unavailable without a reason"

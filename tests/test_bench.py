@@ -246,9 +246,11 @@ def test_dcgan_step_script_runs_on_the_cpu(tmp_path):
 
     script = Path(__file__).resolve().parent.parent / "bench" / "dcgan_step.py"
     out = tmp_path / "step.json"
-    p = subprocess.run([sys.executable, str(script), "--quick", "--amp", "none", "--json", str(out)],
-                       capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0, p.stderr[-2000:]
-    res = json.loads(out.read_text())
-    assert res["meta"]["fused_blocks"] > 0 and set(res["rows"]) == {"ganfast", "torch.nn"}
-    assert all(r["median_ms"] > 0 for r in res["rows"].values()) and "speedup" in p.stdout
+    for model in ("ganfast", "examples"):
+        p = subprocess.run([sys.executable, str(script), "--quick", "--amp", "none", "--model", model, "--providers",
+                            "torch.nn", "ganfast", "--json", str(out)], capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stderr[-2000:]
+        res = json.loads(out.read_text())
+        assert res["model"] == model and set(res["rows"]) == {"ganfast", "torch.nn"}
+        assert all(r["median_ms"] > 0 and r["rounds"] == 3 for r in res["rows"].values())
+        assert "speed vs torch.nn" in p.stdout and res["meta"]["commit"]

@@ -182,6 +182,7 @@ def test_r1_penalty_through_bias_act(backend, device, gen):
             torch.testing.assert_close(a, w, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.registered_op
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_opcheck(backend, device, dtype, gen):
     x, b = _inputs((2, 5, 3, 3), 1, dtype, device, gen)

@@ -155,6 +155,7 @@ def test_batch_of_one_in_eval(backend, gen):
         seq(x)
 
 
+@pytest.mark.registered_op
 def test_statistics_without_cancellation(backend, gen):
     """|mean| / std = 1e3: batch statistics match a float64 two-pass reference to 1e-6 relative."""
     op = CUSTOM_OPS[0]
@@ -269,6 +270,7 @@ def test_gradient_penalties_match_unfused(backend, mode, gen):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
 
 
+@pytest.mark.registered_op
 def test_opcheck(backend, gen):
     op, backward_op = CUSTOM_OPS
     y = torch.randn(3, 4, 5, 6, generator=gen).to(DEVICE)

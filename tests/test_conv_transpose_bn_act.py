@@ -198,6 +198,7 @@ def test_convert_dcgan_generator(backend, gen):
     torch.testing.assert_close(fresh(z), ref(z), rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.registered_op
 def test_opcheck_and_compile(backend, gen):
     (op,) = CUSTOM_OPS
     x = torch.randn(2, 3, 3, 4, generator=gen).to(DEVICE)

@@ -143,6 +143,7 @@ def test_deterministic(backend, device, gen):
         assert torch.equal(a, b)
 
 
+@pytest.mark.registered_op
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_opcheck(backend, device, dtype, gen):
     op, backward_op = CUSTOM_OPS

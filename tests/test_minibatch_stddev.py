@@ -142,6 +142,7 @@ def test_closed_form_gradient_matches_autograd(gen):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.registered_op
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_opcheck(backend, device, dtype, gen):
     op, backward_op = CUSTOM_OPS

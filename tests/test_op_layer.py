@@ -203,8 +203,9 @@ def test_op_tests_take_backends_from_the_registry():
 
 def test_backend_cases_follow_the_registry():
     cases = testing.backend_cases("bias_act")
-    assert [c.backend for c in cases] == ["torch", "triton", "cuda"]
+    assert [c.backend for c in cases] == ["torch", "aten", "triton", "cuda"]
     assert cases[0].device == "cpu" and cases[0].availability
+    assert cases[1].device == "cpu" and cases[1].availability
     assert [c.backend for c in testing.backend_cases("sqrtm")] == ["torch"]
 
 

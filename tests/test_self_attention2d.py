@@ -233,6 +233,7 @@ def test_memory_128x128_batch8_on_gpu():
 # -- registration ---------------------------------------------------------------------
 
 
+@pytest.mark.registered_op
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_opcheck(backend, dtype, gen):
     op, backward_op = CUSTOM_OPS

@@ -29,6 +29,11 @@ CASE_MODULES: Dict[str, str] = {
 }
 
 
+# Whole training iterations timed next to the ops (``ganfast bench --op
+# dcgan_step``, in the default set): name -> module with ``run`` and ``format_result``.
+STEPS: Dict[str, str] = {"dcgan_step": "ganfast.bench.dcgan_step"}
+
+
 # Names that stand for several ops: ``ganfast bench --op fid`` times the
 # Frechet distance routes and the feature-statistics accumulation.
 ALIASES: Dict[str, List[str]] = {"fid": ["sqrtm_trace", "feature_stats"]}
@@ -39,6 +44,11 @@ def bench_ops() -> List[str]:
     return sorted(CASE_MODULES)
 
 
+def bench_names() -> List[str]:
+    """What ``ganfast bench --op`` accepts besides aliases: the ops, then the whole steps."""
+    return bench_ops() + sorted(STEPS)
+
+
 class UnknownOp(ValueError):
     pass
 
@@ -46,11 +56,11 @@ class UnknownOp(ValueError):
 def check_ops(names: List[str]) -> List[str]:
     """``names`` with aliases expanded and without duplicates, or :class:`UnknownOp` naming the valid ones."""
     names = [op for n in names for op in ALIASES.get(n, [n])]
-    unknown = [n for n in names if n not in CASE_MODULES]
+    unknown = [n for n in names if n not in CASE_MODULES and n not in STEPS]
     if unknown:
         raise UnknownOp(
             f"unknown op{'s' if len(unknown) > 1 else ''} {', '.join(repr(n) for n in unknown)}; "
-            f"ops with benchmarks: {', '.join(bench_ops())} (and {', '.join(sorted(ALIASES))})"
+            f"ops with benchmarks: {', '.join(bench_names())} (and {', '.join(sorted(ALIASES))})"
         )
     return list(dict.fromkeys(names))
 
@@ -58,6 +68,8 @@ def check_ops(names: List[str]) -> List[str]:
 def load_cases(op: str, quick: bool = False) -> List[BenchCase]:
     """The ``--quick`` set (``quick=True``) or the full set of ``op``'s cases."""
     check_ops([op])
+    if op in STEPS:
+        return []
     module = importlib.import_module(CASE_MODULES[op])
     return [c for c in module.cases() if c.quick == quick]
 
@@ -68,4 +80,5 @@ def all_cases(op: str) -> List[BenchCase]:
     return list(importlib.import_module(CASE_MODULES[op]).cases())
 
 
-__all__ = ["CASE_MODULES", "BenchCase", "UnknownOp", "all_cases", "bench_ops", "check_ops", "load_cases"]
+__all__ = ["CASE_MODULES", "STEPS", "BenchCase", "UnknownOp", "all_cases", "bench_names", "bench_ops", "check_ops",
+           "load_cases"]

@@ -8,7 +8,7 @@ from typing import List, Optional, Sequence
 
 import torch
 
-from . import bench_ops, check_ops, load_cases
+from . import STEPS, bench_names, check_ops, load_cases
 from .case import PASSES, dtype_name
 from .peak import measure_peaks
 from .report import CPU_WARNING, collect_meta, cpu_banner, format_table, header_lines, write_json
@@ -17,7 +17,9 @@ from .runner import BenchConfig, Runner
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--op", dest="ops", action="extend", nargs="+", metavar="NAME",
-                   help=f"op(s) to benchmark (default: all: {', '.join(bench_ops())}; fid = sqrtm_trace + feature_stats)")
+                   help=f"op(s) to benchmark (default: all: {', '.join(bench_names())}; fid = sqrtm_trace + "
+                        f"feature_stats; dcgan_step = a whole DCGAN training iteration, ganfast against torch.nn "
+                        f"and torch.compile)")
     p.add_argument("--json", metavar="FILE", help="also write every row and the run's metadata to FILE")
     p.add_argument("--quick", action="store_true",
                    help="a few small cases, few repetitions (CI; tens of seconds on a CPU)")
@@ -49,9 +51,35 @@ def _err(msg: str) -> None:
     print(f"ganfast bench: error: {msg}", file=sys.stderr)
 
 
+#: The whole-step shapes: the CPU's are issue 13's (the README's main job, 16x16 batch 128, and 32x32
+#: batch 64, float32); the GPU's issue 7's (64x64 batch 128 in bf16).  ``--quick``: a smoke test.
+STEP_SHAPES = {
+    "cpu": [dict(size=16, batch=128, channels=1, amp="none", rounds=16, warmup=3),
+            dict(size=32, batch=64, channels=1, amp="none", rounds=16, warmup=3)],
+    "cuda": [dict(size=64, batch=128, channels=3, amp="bf16", rounds=50, warmup=10)],
+    "quick": [dict(size=16, batch=8, channels=1, amp="none", rounds=3, warmup=1)],
+}
+
+
+def _run_steps(name: str, device: torch.device, quick: bool, progress) -> List[dict]:
+    """Each shape of the whole-step benchmark ``name``; ``torch.compile`` is left out of ``--quick``."""
+    import importlib
+
+    module = importlib.import_module(STEPS[name])
+    results = []
+    for shape in STEP_SHAPES["quick" if quick else device.type]:
+        providers = ("torch.nn", "ganfast") if quick else module.PROVIDERS
+        progress(f"time  {name} {shape}: {', '.join(providers)} interleaved")
+        res = module.run("examples", device=device, providers=providers, **shape)
+        res["name"] = name
+        res["text"] = module.format_result(res)
+        results.append(res)
+    return results
+
+
 def run(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
     try:
-        ops = check_ops(args.ops) if args.ops else bench_ops()
+        ops = check_ops(args.ops) if args.ops else bench_names()
         device = _device(args.device)
         dtypes: Optional[List[str]] = [dtype_name(d) for d in args.dtypes] if args.dtypes else None
     except ValueError as err:
@@ -85,7 +113,8 @@ def run(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
 
     rows = []
     unavailable = {}
-    for op in ops:
+    steps = [op for op in ops if op in STEPS]
+    for op in [op for op in ops if op not in STEPS]:
         cases = load_cases(op, quick=args.quick)
         unavailable[op] = runner.unavailable(op)
         rows.extend(runner.run(cases))
@@ -102,11 +131,15 @@ def run(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
         print("\nnotes (full text of shortened reasons):")
         for r in long:
             print(f"  - {r}")
+    step_results = [result for name in steps for result in _run_steps(name, device, args.quick, progress)]
+    for result in step_results:
+        print()
+        print(result.pop("text"))
     if on_cpu:
         print()
         print(cpu_banner())
     if args.json:
-        write_json(args.json, meta, peaks, rows, warnings, unavailable, timing)
+        write_json(args.json, meta, peaks, rows, warnings, unavailable, timing, step_results)
         print(f"\nwrote {args.json}")
     bad = [r for r in rows if r.status in ("error", "mismatch")]
     if bad:

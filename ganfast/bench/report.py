@@ -20,17 +20,18 @@ from .runner import Row
 
 CPU_WARNING = (
     "CPU TIMINGS: these numbers are measured on the CPU and say NOTHING about GPU speed. "
-    "They exist to test the benchmark harness; run `ganfast bench` on a CUDA device for real numbers."
+    "They say what each provider costs on this CPU (timed interleaved, so load slows all alike); "
+    "run `ganfast bench` on a CUDA device for GPU numbers."
 )
 
 
 def cpu_banner() -> str:
     width = 78
     lines = [
-        "CPU TIMINGS -- MEANINGLESS FOR GPU SPEED",
-        "Every number below was measured on the CPU (no CUDA device was used).",
-        "They test the benchmark harness only. Do not quote them, do not compare",
-        "them with GPU results; run `ganfast bench` on a CUDA device instead.",
+        "CPU TIMINGS -- THEY SAY NOTHING ABOUT GPU SPEED",
+        "Every number below was measured on the CPU (no CUDA device was used):",
+        "what each provider costs on this CPU, timed interleaved. Quote them as",
+        "CPU numbers only; run `ganfast bench` on a CUDA device for GPU speed.",
     ]
     bar = "#" * width
     body = [f"##  {line:<{width - 8}}  ##" for line in lines]
@@ -202,7 +203,7 @@ def format_table(rows: Sequence[Row], max_note: int = 90) -> str:
 
 
 def write_json(path: str, meta: Dict[str, Any], peaks: Any, rows: Sequence[Row], warnings: Sequence[str],
-               unavailable: Dict[str, Dict[str, str]], timing: str) -> None:
+               unavailable: Dict[str, Dict[str, str]], timing: str, steps: Sequence[Dict[str, Any]] = ()) -> None:
     doc = {
         "schema": 1,
         "meta": meta,
@@ -211,6 +212,7 @@ def write_json(path: str, meta: Dict[str, Any], peaks: Any, rows: Sequence[Row],
         "warnings": list(warnings),
         "not_timed": unavailable,
         "rows": [r.as_dict() for r in rows],
+        "steps": list(steps),
     }
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)

@@ -7,9 +7,16 @@ Providers, for every case:
 ``compile``
     ``torch.compile`` of that same function; skipped, with the reason in the
     table, where compilation fails (no C++ compiler, unsupported Python).
+``ganfast-auto``
+    the registered ganfast op as a user calls it (``backend="auto"``: the
+    row of ``ganfast._backend.OPS`` for the device picks).
 ``ganfast-<backend>``
     the registered ganfast op with ``backend=`` each backend that is
     available on the device (``ganfast.available_backends``).
+
+On a CPU the providers of one case are timed interleaved
+(:func:`~ganfast.bench.timing.time_cpu_interleaved`), so a loaded machine
+slows them alike; on a GPU each is timed on its own with CUDA events.
 
 Before a provider is timed, its output (and, for fwd+bwd, its gradients) is
 compared with the eager function run in float64 on upcast inputs; a provider
@@ -31,7 +38,7 @@ from .._backend import BACKENDS
 from ..testing import norm_tolerance
 from .case import DTYPES, FWD, FWD_BWD, PASSES, BenchCase, max_rel_err
 from .peak import Peaks
-from .timing import Stats, TimerConfig, gbps, make_timer, tflops
+from .timing import Stats, TimerConfig, gbps, make_timer, tflops, time_cpu_interleaved
 
 GANFAST_BACKENDS: Tuple[str, ...] = BACKENDS
 
@@ -62,7 +69,8 @@ def ganfast_provider(backend: str) -> Provider:
     return Provider(f"ganfast-{backend}", "ganfast", backend)
 
 
-ALL_PROVIDERS: Tuple[Provider, ...] = (EAGER, COMPILE) + tuple(ganfast_provider(b) for b in GANFAST_BACKENDS)
+AUTO = ganfast_provider("auto")
+ALL_PROVIDERS: Tuple[Provider, ...] = (EAGER, COMPILE, AUTO) + tuple(ganfast_provider(b) for b in GANFAST_BACKENDS)
 
 
 @dataclasses.dataclass
@@ -247,7 +255,8 @@ class Runner:
 
     def providers(self, op: str) -> List[Provider]:
         avail = self.availability(op)
-        return [EAGER, COMPILE] + [ganfast_provider(b) for b in GANFAST_BACKENDS if avail.get(b, (False, ""))[0]]
+        return [EAGER, COMPILE, AUTO] + [ganfast_provider(b) for b in GANFAST_BACKENDS
+                                         if avail.get(b, (False, ""))[0]]
 
     def unavailable(self, op: str) -> Dict[str, str]:
         return {f"ganfast-{b}": r for b, (ok, r) in self.availability(op).items() if not ok}
@@ -290,6 +299,7 @@ class Runner:
         tol = norm_tolerance(dtype)
 
         rows: List[Row] = []
+        pending: List[Tuple[Row, Callable[[], List[torch.Tensor]]]] = []  # CPU: timed together below
         for provider in self.providers(case.op):
             row = self._row(case, dname, pass_, provider.name, "ok")
             row.bytes, row.flops = nbytes, nflops
@@ -315,6 +325,9 @@ class Runner:
                     else:
                         row.reason = "baseline " + row.reason
                 del outs
+                if dev.type == "cpu":
+                    pending.append((row, step))
+                    continue
                 stats = Stats.of(self.timer(step))
             except Exception as err:
                 if provider.kind == "compile":
@@ -327,6 +340,15 @@ class Runner:
                 self.progress(f"      {row.status}: {row.reason}")
                 continue
             self._fill(row, stats)
+        if pending:
+            self.progress(f"time  {label}: {', '.join(r.provider for r, _ in pending)} interleaved")
+            for (row, _), times in zip(pending, time_cpu_interleaved([st for _, st in pending],
+                                                                     self.config.timer_config())):
+                if isinstance(times, Exception):
+                    row.status, row.reason = "error", _first_line(times)
+                    self.progress(f"      {row.provider} {row.status}: {row.reason}")
+                else:
+                    self._fill(row, Stats.of(times))
 
         by_name = {r.provider: r for r in rows if r.timed}
         for base, attr in (("eager", "speedup_vs_eager"), ("compile", "speedup_vs_compile")):

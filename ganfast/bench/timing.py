@@ -9,8 +9,10 @@ tensor that fits in L2 (50 MB on an H100; a 32x512x32x32 bf16 feature map is
 a network.  Each row reports the median and the 20th/80th percentiles of the
 repetitions, as Triton's ``do_bench`` and Liger's benchmarks do.
 
-CPU code is timed with :func:`time.perf_counter`.  CPU numbers exist so the
-harness itself can be tested without a GPU; they say nothing about GPU speed.
+CPU code is timed with :func:`time.perf_counter`, every provider of a case
+interleaved (:func:`time_cpu_interleaved`: one repetition of each in turn, the
+order rotated every round) so that a loaded machine slows them alike; CPU
+numbers say what ganfast costs on a CPU, nothing about GPU speed.
 """
 
 from __future__ import annotations
@@ -119,6 +121,45 @@ def time_cpu(fn: Callable[[], object], cfg: TimerConfig) -> List[float]:
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
     return times
+
+
+def time_cpu_interleaved(fns: Sequence[Callable[[], object]], cfg: TimerConfig) -> List[object]:
+    """Wall-clock milliseconds per repetition of each of ``fns``, timed in turn.
+
+    Each round calls every function once (the order rotated by one each
+    round, so none always runs first after another's cache traffic), until
+    every function has ``cfg.min_reps`` repetitions and ``len(fns) *
+    cfg.rep_ms`` of wall time is spent, or ``cfg.max_reps`` rounds are done.
+    ``cfg.warmup`` calls of each come first.  A function that raises is
+    dropped from the later rounds and its entry in the result is the
+    exception; the others' entries are lists of milliseconds.
+    """
+    out: List[object] = [[] for _ in fns]
+    live = list(range(len(fns)))
+
+    def call(i: int) -> None:
+        try:
+            t0 = time.perf_counter()
+            fns[i]()
+            out[i].append((time.perf_counter() - t0) * 1e3)  # type: ignore[union-attr]
+        except Exception as err:  # reported in the row, the others go on
+            out[i] = err
+            live.remove(i)
+
+    for i in list(live):
+        for _ in range(cfg.warmup):
+            if i in live:
+                call(i)
+        if i in live:
+            out[i] = []
+    deadline = time.perf_counter() + len(fns) * cfg.rep_ms * 1e-3
+    rounds = 0
+    while live and rounds < cfg.max_reps and (rounds < cfg.min_reps or time.perf_counter() < deadline):
+        k = rounds % len(live)
+        for i in live[k:] + live[:k]:
+            call(i)
+        rounds += 1
+    return out
 
 
 class CudaTimer:

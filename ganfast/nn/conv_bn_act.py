@@ -11,7 +11,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import _backend
+from ..ops.batch_norm_act import activation_
 from ..ops.conv_bn_act import MAX_KERNEL, SUPPORTED_DTYPES, conv_bn_act
+
+_ATEN_DTYPES = (torch.float32, torch.float64)
 
 
 def bn_forward_args(bn: nn.modules.batchnorm._BatchNorm):
@@ -44,6 +47,7 @@ class FusedConvBNAct(nn.Module):
 
     conv_type = nn.Conv2d
     fused_op = staticmethod(conv_bn_act)
+    op_name = "conv_bn_act"
 
     @classmethod
     def from_modules(cls, conv: nn.Module, bn: nn.BatchNorm2d, act: Optional[nn.Module] = None,
@@ -109,7 +113,24 @@ class FusedConvBNAct(nn.Module):
             backend=backend, **self._conv_kwargs(),
         )
 
+    def _runs_aten(self, x: torch.Tensor) -> bool:
+        """Whether this call takes the ``aten`` backend: the children themselves, as torch.nn runs them.
+
+        That is ``auto``'s choice on CPU tensors (``_backend.OPS``), or the
+        layer's pinned backend, for float32/float64 outside autocast; half
+        precision takes the reference's BatchNorm (see
+        :func:`ganfast.ops.batch_norm_act.aten_forward`).
+        """
+        return (type(x) is torch.Tensor and x.dtype in _ATEN_DTYPES
+                and _backend.resolve(self.op_name, None if self.backend == "auto" else self.backend, x.device) == "aten"
+                and not torch.is_autocast_enabled(x.device.type))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._runs_aten(x):
+            # The children run exactly as in the unconverted model (same checks, the
+            # running statistics and num_batches_tracked updated by the BatchNorm
+            # module), then the activation in place on BatchNorm's fresh output.
+            return activation_(self.bn(self.conv(x)), self.negative_slope)
         reason = self.fused_supported(x)
         if reason is not None:
             if not self._warned:

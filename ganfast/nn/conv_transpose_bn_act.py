@@ -25,6 +25,7 @@ class ConvTransposeBNReLU2d(FusedConvBNAct):
 
     conv_type = nn.ConvTranspose2d
     fused_op = staticmethod(conv_transpose_bn_act)
+    op_name = "conv_transpose_bn_act"
 
     # nn.ConvTranspose2d's and nn.BatchNorm2d's arguments, in DESIGN.md's order.
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, output_padding=0,

@@ -3,8 +3,11 @@
 :func:`ganfast.ops.conv_bn_act` (Conv2d) and
 :func:`ganfast.ops.conv_transpose_bn_act` (ConvTranspose2d) differ only in
 their convolution; their argument checks, their BatchNorm handling and their
-three paths are here, once:
+paths are here, once:
 
+aten       (the CPU's ``auto``: ``_backend.OPS``) the convolution, ``F.batch_norm`` and
+           the activation in place, as the unfused torch.nn layers run,
+           under plain autograd;
 training   the convolution, then :func:`~ganfast.ops.batch_norm_act.batch_norm_act_train`
            (batch statistics; running statistics updated in place);
 eval       with nothing to differentiate, :func:`~ganfast.ops.conv_affine_act.conv_affine_act`
@@ -19,12 +22,13 @@ from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
 import torch
 
+from .. import _backend
 from .._checks import (
     TypeOrValueError, check_device, check_float, check_ndim, check_pair, check_shape, check_tensor,
 )
 from .._dtypes import FLOAT_DTYPES, HALF_DTYPES, compute_dtype
 from ..ref import batch_norm_act as ref
-from .batch_norm_act import batch_norm_act_train
+from .batch_norm_act import aten_forward, batch_norm_act_train
 from .bias_act import bias_act
 from .conv_affine_act import conv_affine_act, eval_affine, needs_grad
 
@@ -194,8 +198,18 @@ def run_block(x: Tensor, weight: Tensor, bias: Optional[Tensor], bn_weight: Opti
               bn_bias: Optional[Tensor], running_mean: Optional[Tensor], running_var: Optional[Tensor],
               training: bool, momentum: float, eps: float, negative_slope: float, backend: str,
               conv: Callable[[Tensor, Optional[Tensor]], Tensor], stride: Tuple[int, int],
-              padding: Tuple[int, int], output_padding: Tuple[int, int], transposed: bool) -> Tensor:
-    """The block on checked arguments: which of the three paths runs (see the module docstring)."""
+              padding: Tuple[int, int], output_padding: Tuple[int, int], transposed: bool, op: str) -> Tensor:
+    """The block ``op`` on checked arguments: which path runs (see the module docstring)."""
+    if _backend.resolve(op, backend, x.device) == "aten":
+        y = conv(weight, bias)
+        if y.dtype not in HALF_DTYPES:
+            return aten_forward(y, bn_weight, bn_bias, running_mean, running_var, training, momentum, eps,
+                                negative_slope)
+        # Half precision (autocast included) runs the reference's BatchNorm: see aten_forward.
+        if training:
+            return batch_norm_act_train(y, bn_weight, bn_bias, running_mean, running_var, momentum, eps,
+                                        negative_slope, "torch")
+        return ref.batch_norm_act(y, running_mean, running_var, bn_weight, bn_bias, False, 0.0, eps, negative_slope)
     if training:
         return batch_norm_act_train(conv(weight, bias), bn_weight, bn_bias, running_mean, running_var, momentum,
                                     eps, negative_slope, backend)

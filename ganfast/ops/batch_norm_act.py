@@ -31,10 +31,11 @@ import types
 from typing import Any, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 
 from .. import _backend, _layout
 from .._checks import check_device, check_float, check_ndim, check_shape, check_tensor
-from .._dtypes import compute_dtype
+from .._dtypes import HALF_DTYPES, compute_dtype
 from ..ref import batch_norm_act as ref
 from ._autograd import differentiable_backward, reference_grads
 
@@ -64,9 +65,41 @@ def _triton_impl():
     return batch_norm_act
 
 
+def activation_(out: Tensor, negative_slope: float) -> Tensor:
+    """LeakyReLU (ReLU for slope 0) applied in place to ``out``, as torch.nn's ``inplace=True`` layers do.
+
+    Negative slopes run out of place (autograd's in-place leaky ReLU
+    backward needs the slope to be non-negative).
+    """
+    if negative_slope == 0.0:
+        return F.relu_(out)
+    if negative_slope > 0.0:
+        return F.leaky_relu_(out, negative_slope)
+    return F.leaky_relu(out, negative_slope)
+
+
+def aten_forward(y: Tensor, weight: Optional[Tensor], bias: Optional[Tensor], running_mean: Optional[Tensor],
+                 running_var: Optional[Tensor], training: bool, momentum: float, eps: float,
+                 negative_slope: float) -> Tensor:
+    """The ``aten`` backend: ``F.batch_norm`` then the activation in place, exactly as
+    ``nn.Sequential(nn.BatchNorm2d, nn.LeakyReLU(inplace=True))`` runs, under plain autograd.
+
+    ``F.batch_norm`` updates the running statistics (unbiased variance) and
+    raises for one value per channel in training, as the module does.
+    float32 and float64 only: ATen's CPU BatchNorm in bfloat16/float16 is
+    outside the half-precision tolerance of the float64 reference (one
+    element in 384 off by six bf16 ulps in tests/test_conv_bn_act.py's
+    half-precision case), so its callers run half-precision tensors through
+    the ``torch`` backend instead.
+    """
+    out = F.batch_norm(y, running_mean, running_var, weight, bias, training, momentum, eps)
+    return activation_(out, negative_slope)
+
+
 def register_backends(op: str) -> None:
     """Register this op's implementations under ``op`` (the fused conv blocks share them)."""
     _backend.register(op, "torch", _torch_impl)
+    _backend.register(op, "aten", lambda: types.SimpleNamespace(forward=aten_forward))
     _backend.register(op, "triton", _triton_impl)
 
 
@@ -210,6 +243,10 @@ def batch_norm_act_train(
     count = y.numel() // y.shape[1]
     if count <= 1:
         raise ValueError(f"Expected more than 1 value per channel when training, got input size {list(y.shape)}")
+    if _backend.resolve(OP, backend, y.device) == "aten":
+        if y.dtype not in HALF_DTYPES:
+            return aten_forward(y, weight, bias, running_mean, running_var, True, momentum, eps, negative_slope)
+        backend = "torch"  # see aten_forward: half precision runs the reference
     out, mean, var = _batch_norm_act_op(y, weight, bias, eps, negative_slope, backend)
     if running_mean is not None:
         with torch.no_grad():

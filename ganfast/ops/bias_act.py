@@ -130,6 +130,11 @@ _backend.register(OP, "cuda", lambda: types.SimpleNamespace(forward=_cuda_forwar
 
 # The schemas repeat the reference's arguments on purpose: a custom op's
 # schema is its annotated Python signature.
+# aten: the reference's own expression under plain autograd (native leaky_relu /
+# tanh / ... and their native backward), no registered op around it.
+_backend.register(OP, "aten", lambda: types.SimpleNamespace(forward=ref.bias_act))
+
+
 @torch.library.custom_op("ganfast::bias_act", mutates_args=())
 def _bias_act_op(x: Tensor, bias: Optional[Tensor], act: str, negative_slope: float, gain: float,
                  clamp: Optional[float], dim: int, backend: str) -> Tensor:
@@ -275,8 +280,9 @@ def bias_act(
         clamp: if given (finite, >= 0), the result is clamped to
             ``[-clamp, clamp]``.
         dim: the dimension of ``x`` that ``bias`` runs along.
-        backend: ``"torch"``, ``"triton"``, ``"cuda"``, ``"auto"``, or None
-            for the current choice (:func:`ganfast.use_backend`).
+        backend: ``"torch"``, ``"aten"``, ``"triton"``, ``"cuda"``,
+            ``"auto"``, or None for the current choice
+            (:func:`ganfast.use_backend`).
 
     Returns:
         A tensor with ``x``'s shape, dtype and (dense) layout.  Arithmetic is
@@ -297,7 +303,10 @@ def bias_act(
     tanh/sigmoid/silu through the reference (see the module docstring).
     """
     dim, act, negative_slope, gain, clamp = check_args(x, bias, act, negative_slope, gain, clamp, dim)
-    return _bias_act_op(x, bias, act, negative_slope, gain, clamp, dim, _backend.requested(backend))
+    backend = _backend.requested(backend)
+    if _backend.resolve(OP, backend, x.device) == "aten":
+        return ref.bias_act(x, bias, act, negative_slope, gain, clamp, dim)
+    return _bias_act_op(x, bias, act, negative_slope, gain, clamp, dim, backend)
 
 
 #: Registered ops of this module, for opcheck and the docs.

@@ -58,6 +58,8 @@ def _triton_impl():
 
 
 _backend.register(OP, "torch", lambda: types.SimpleNamespace(forward=_torch_forward))
+# aten: the same composition with no registered op around it.
+_backend.register(OP, "aten", lambda: types.SimpleNamespace(forward=_torch_forward))
 _backend.register(OP, "triton", _triton_impl)
 
 
@@ -145,6 +147,9 @@ def conv_affine_act(x, weight, center, scale, shift, stride, padding, output_pad
                     backend) -> Tensor:
     """The registered op on arguments the calling block checked (and cast, under autocast:
     :func:`ganfast.ops._conv_block.conv_autocast`)."""
+    if _backend.resolve(OP, backend, x.device) == "aten":
+        return _torch_forward(x, weight, center, scale, shift, tuple(stride), tuple(padding), tuple(output_padding),
+                            transposed, float(negative_slope))
     return _conv_affine_act_op(x, weight, center, scale, shift, list(stride), list(padding), list(output_padding),
                                transposed, float(negative_slope), backend)
 

@@ -94,8 +94,8 @@ def conv_bn_act(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, bn_wei
         eps: added to the variance (positive).
         stride, padding: an int or a pair; stride >= 1, padding >= 0.
         negative_slope: the LeakyReLU slope (0.0: ReLU).
-        backend: ``"torch"``, ``"triton"``, ``"auto"``, or None for the
-            current choice (:func:`ganfast.use_backend`).
+        backend: ``"torch"``, ``"aten"``, ``"triton"``, ``"auto"``, or None
+            for the current choice (:func:`ganfast.use_backend`).
 
     Returns:
         ``(N, C_out, H_out, W_out)`` in x's dtype (the autocast dtype under
@@ -135,4 +135,4 @@ def conv_bn_act(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, bn_wei
     backend = _backend.requested(backend)
     return run_block(x, weight, bias, bn_weight, bn_bias, running_mean, running_var, training, momentum, eps,
                      negative_slope, backend, lambda w, b: F.conv2d(x, w, b, stride, padding), stride, padding,
-                     (0, 0), transposed=False)
+                     (0, 0), transposed=False, op=OP)

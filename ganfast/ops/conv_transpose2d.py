@@ -43,6 +43,8 @@ def _triton_impl():
 
 
 _backend.register(OP, "torch", lambda: types.SimpleNamespace(forward=_torch_forward))
+# aten: F.conv_transpose2d itself under autograd, no registered op around it (cpu_order in _backend.OPS).
+_backend.register(OP, "aten", lambda: types.SimpleNamespace(forward=_torch_forward))
 _backend.register(OP, "triton", _triton_impl)
 
 
@@ -148,8 +150,8 @@ def conv_transpose2d(
         stride: 1 to 4 (an int or a pair).
         padding: >= 0 (an int or a pair).
         output_padding: ``0 <= output_padding < stride`` (an int or a pair).
-        backend: ``"torch"``, ``"triton"``, ``"auto"``, or None for the
-            current choice (:func:`ganfast.use_backend`).
+        backend: ``"torch"``, ``"aten"``, ``"triton"``, ``"auto"``, or None
+            for the current choice (:func:`ganfast.use_backend`).
 
     Returns:
         ``(N, C_out, H_out, W_out)`` in x's dtype (the autocast dtype under
@@ -169,6 +171,9 @@ def conv_transpose2d(
     """
     stride, padding, output_padding = check_conv_transpose_args(x, weight, bias, stride, padding, output_padding)
     backend = _backend.requested(backend)
+    if _backend.resolve(OP, backend, x.device) == "aten":
+        return conv_autocast(lambda x, w, b: _torch_forward(x, w, b, stride, padding, output_padding),
+                             x, weight, bias, names="weight and bias")
     return conv_autocast(
         lambda x, w, b: _conv_transpose2d_op(x, w, b, list(stride), list(padding), list(output_padding), backend),
         x, weight, bias, names="weight and bias")

@@ -61,8 +61,8 @@ def conv_transpose_bn_act(x: Tensor, weight: Tensor, bias: Optional[Tensor] = No
         stride: 1 to 4; padding >= 0; ``output_padding < stride`` (ints or
             pairs), as in ``nn.ConvTranspose2d``.
         negative_slope: the LeakyReLU slope (0.0, the default: ReLU).
-        backend: ``"torch"``, ``"triton"``, ``"auto"``, or None for the
-            current choice (:func:`ganfast.use_backend`).
+        backend: ``"torch"``, ``"aten"``, ``"triton"``, ``"auto"``, or None
+            for the current choice (:func:`ganfast.use_backend`).
 
     Returns:
         ``(N, C_out, H_out, W_out)`` in x's dtype (the autocast dtype under
@@ -83,4 +83,4 @@ def conv_transpose_bn_act(x: Tensor, weight: Tensor, bias: Optional[Tensor] = No
     return run_block(x, weight, bias, bn_weight, bn_bias, running_mean, running_var, training, momentum, eps,
                      negative_slope, backend,
                      lambda w, b: conv_transpose2d(x, w, b, stride, padding, output_padding, backend=backend),
-                     stride, padding, output_padding, transposed=True)
+                     stride, padding, output_padding, transposed=True, op=OP)

@@ -102,6 +102,8 @@ def _triton_impl():
 
 _backend.register(OP, "torch", _torch_impl)
 _backend.register(OP, "triton", _triton_impl)
+# aten: the reference's expression under plain autograd (saves the (B, B, K, D) differences).
+_backend.register(OP, "aten", lambda: types.SimpleNamespace(forward=ref.minibatch_discrimination))
 
 
 # -- registered ops ---------------------------------------------------------------------
@@ -205,7 +207,7 @@ def minibatch_discrimination(x: Tensor, T: Tensor, backend: Optional[str] = None
         T: ``(A, num_kernels, kernel_dim)`` tensor on x's device, in x's
             dtype, or in float32/float64 (mixed precision: it is cast to x's
             dtype, and its gradient comes back in its own).
-        backend: ``"torch"``, ``"triton"``, ``"auto"``, or None for the
+        backend: ``"torch"``, ``"aten"``, ``"triton"``, ``"auto"``, or None for the
             current choice (:func:`ganfast.use_backend`).
 
     Returns:
@@ -225,7 +227,10 @@ def minibatch_discrimination(x: Tensor, T: Tensor, backend: Optional[str] = None
     backend, higher ones through the reference.
     """
     check_args(x, T)
-    o, _ = _minibatch_discrimination_op(x, T.to(x.dtype), _backend.requested(backend))
+    backend = _backend.requested(backend)
+    if _backend.resolve(OP, backend, x.device) == "aten":
+        return ref.minibatch_discrimination(x, T.to(x.dtype))
+    o, _ = _minibatch_discrimination_op(x, T.to(x.dtype), backend)
     return torch.cat([x, o], dim=1)
 
 

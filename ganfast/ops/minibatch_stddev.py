@@ -89,6 +89,8 @@ def _load_triton():
 
 _backend.register(OP, "torch", lambda: types.SimpleNamespace(forward=_torch_forward, backward=_torch_backward))
 _backend.register(OP, "triton", _load_triton)
+# aten: the reference's expression under plain autograd (no registered op, no recompute in backward).
+_backend.register(OP, "aten", lambda: types.SimpleNamespace(forward=_torch_forward))
 
 
 # -- registered ops ---------------------------------------------------------------------
@@ -194,7 +196,7 @@ def minibatch_stddev(
         num_channels: F, the number of appended channels; the C channels are
             split into F consecutive parts, one statistic each.  Must divide C.
         eps: added to the variance before the square root (StyleGAN2: 1e-8).
-        backend: ``"torch"``, ``"triton"``, ``"auto"``, or None for the
+        backend: ``"torch"``, ``"aten"``, ``"triton"``, ``"auto"``, or None for the
             current choice (:func:`ganfast.use_backend`).
 
     Returns:
@@ -215,7 +217,10 @@ def minibatch_stddev(
     ones through the reference (see the module docstring).
     """
     group_size, num_channels, eps = check_args(x, group_size, num_channels, eps)
-    return _minibatch_stddev_op(x, group_size, num_channels, eps, _backend.requested(backend))
+    backend = _backend.requested(backend)
+    if _backend.resolve(OP, backend, x.device) == "aten":
+        return _torch_forward(x, group_size, num_channels, eps)
+    return _minibatch_stddev_op(x, group_size, num_channels, eps, backend)
 
 
 #: Registered ops of this module, for opcheck and the docs.

@@ -78,6 +78,8 @@ def _load_triton():
 # No CUDA C++ implementation: on CUDA, auto takes Triton (ganfast._backend.OPS).
 _backend.register(OP, "torch", lambda: types.SimpleNamespace(forward=_torch_forward, backward=_torch_backward))
 _backend.register(OP, "triton", _load_triton)
+# aten: the reference's expression under plain autograd (stores the attention matrix for backward).
+_backend.register(OP, "aten", lambda: types.SimpleNamespace(forward=ref.self_attention2d))
 
 
 # -- registered ops ---------------------------------------------------------------------
@@ -198,7 +200,7 @@ def self_attention2d(
         scale: factor on the scores.  SAGAN (Zhang et al. 2019, eq. 1) uses
             ``softmax(f(x)^T g(x))`` unscaled: 1.0.  Transformers use
             ``d_qk ** -0.5``.
-        backend: ``"torch"``, ``"triton"``, ``"auto"``, or None for the
+        backend: ``"torch"``, ``"aten"``, ``"triton"``, ``"auto"``, or None for the
             current choice (:func:`ganfast.use_backend`).
 
     q, k and v must share dtype (float16, bfloat16, float32, float64) and
@@ -227,6 +229,10 @@ def self_attention2d(
     """
     scale = check_args(q, k, v, scale)
     backend = _backend.requested(backend)
+    if _backend.resolve(OP, backend, q.device) == "aten":
+        if q.dim() == 4:
+            return ref.self_attention2d(q.flatten(2), k.flatten(2), v.flatten(2), scale).view(v.shape)
+        return ref.self_attention2d(q, k, v, scale)
     if q.dim() == 4:
         out, _ = _self_attention2d_op(q.flatten(2), k.flatten(2), v.flatten(2), scale, backend)
         return out.view(v.shape)
