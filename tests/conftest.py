@@ -39,6 +39,16 @@ def _seed():
     yield
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_tf32():
+    """Full float32 in cuDNN convolutions and cuBLAS matmuls on a GPU: the float32 tolerances
+    (1e-5) are for float32 arithmetic, and TF32 (10-bit mantissa) is ~3e-4 off."""
+    if torch.cuda.is_available():
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+
+
 @pytest.fixture
 def gen():
     """A private generator for a test's random inputs."""
