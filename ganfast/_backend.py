@@ -214,10 +214,32 @@ class OpSpec:
     cpu_why: str = ""
 
 
-#: CPU measurements behind the ``cpu_order`` column: ``ganfast bench --device cpu``
-#: (eager torch.nn, torch.compile and every ganfast backend interleaved in one
-#: run), 2-core CPU, recorded in bench/RESULTS.md ("CPU" table).
-_CPU = "2-core CPU, bench/RESULTS.md (CPU table): "
+#: CPU measurements behind the ``cpu_order`` column (2026-12-01, the 2-core CPU
+#: machine, float32, forward + backward, median of the rounds, providers timed
+#: interleaved; bench/RESULTS.md, "CPU" section): ``python bench/cpu_table.py``
+#: (eager, torch.compile and every backend, 2 threads) and an interleaved
+#: torch-vs-aten loop on one thread (36 rounds each).
+_CPU = "CPU fwd+bwd fp32, interleaved: "
+_CPU_WHY = {
+    "bias_act": _CPU + ("aten 1.43 ms vs torch 26.0 ms at 32x128x16x16 (the registered op's closed-form backward is "
+                         "an element-wise chain); aten = eager at 4x64x16x16"),
+    "batch_norm_act": _CPU + ("as conv_bn_act: ATen's native batch_norm kernels, forward and backward, against the "
+                               "reference's element-wise chain"),
+    "conv_affine_act": _CPU + ("the conv blocks' eval path: ATen's conv + one fused affine pass, no registered op "
+                                "around it"),
+    "conv_bn_act": _CPU + ("aten 543 ms, eager torch.nn 555, torch 816 at dcgan64 L3 train 128x128x16x16"),
+    "conv_transpose2d": _CPU + ("the transposed conv blocks' convolution: F.conv_transpose2d itself, as torch.nn runs "
+                                 "it"),
+    "conv_transpose_bn_act": _CPU + ("aten 220 ms, eager torch.nn 228, torch 472 at dcgan64 L1 train 128x100x1x1"),
+    "feature_stats": _CPU + ("one implementation runs on the CPU (the reference's float64 GEMM; Triton only under the "
+                              "interpreter)"),
+    "minibatch_discrimination": _CPU + ("aten 265 ms vs torch 313 ms at 64x8192, K=100, D=5 (no recompute in the "
+                                         "backward)"),
+    "minibatch_stddev": _CPU + ("torch 1.19 ms vs aten 1.29 ms at 16x512x4x4, 51.2 vs 55.4 ms at 64x256x8x8 (the "
+                                 "closed-form backward wins)"),
+    "self_attention2d": _CPU + ("aten 53.5 ms vs torch 80.0 ms at 8 x (32, 32, 256) x 256 positions (no recompute of "
+                                 "the attention in the backward)"),
+}
 
 #: Every op of ganfast.  Each row is the op's whole dispatch contract: adding
 #: an op (docs/adding-an-op.md) adds a row here, and its module registers one
@@ -228,34 +250,34 @@ _CPU = "2-core CPU, bench/RESULTS.md (CPU table): "
 OPS: Tuple[OpSpec, ...] = (
     OpSpec("bias_act", "ganfast.ops.bias_act", ("torch", "aten", "triton", "cuda"), ("cuda", "triton", "torch"),
            "the CUDA kernel is hand-vectorised for bandwidth; Triton next",
-           ("aten", "torch"), _CPU + "BIAS_ACT_CPU"),
+           ("aten", "torch"), _CPU_WHY["bias_act"]),
     OpSpec("batch_norm_act", "ganfast.ops.batch_norm_act", ("torch", "aten", "triton"), ("triton", "torch"),
            "two passes instead of eager's five",
-           ("aten", "torch"), _CPU + "BATCH_NORM_ACT_CPU"),
+           ("aten", "torch"), _CPU_WHY["batch_norm_act"]),
     OpSpec("conv_affine_act", "ganfast.ops.conv_affine_act", ("torch", "aten", "triton"), ("torch", "triton"),
            "cuDNN (TF32) until a measurement shows the implicit GEMM ahead",
-           ("aten", "torch"), _CPU + "CONV_AFFINE_ACT_CPU"),
+           ("aten", "torch"), _CPU_WHY["conv_affine_act"]),
     OpSpec("conv_bn_act", "ganfast.ops.conv_bn_act", ("torch", "aten", "triton"), ("triton", "torch"),
            "batch_norm_act's kernels after cuDNN's convolution",
-           ("aten", "torch"), _CPU + "CONV_BN_ACT_CPU"),
+           ("aten", "torch"), _CPU_WHY["conv_bn_act"]),
     OpSpec("conv_transpose2d", "ganfast.ops.conv_transpose2d", ("torch", "aten", "triton"), ("torch", "triton"),
            "cuDNN until a measurement shows the sub-pixel kernel ahead",
-           ("aten", "torch"), _CPU + "CONV_TRANSPOSE2D_CPU"),
+           ("aten", "torch"), _CPU_WHY["conv_transpose2d"]),
     OpSpec("conv_transpose_bn_act", "ganfast.ops.conv_transpose_bn_act", ("torch", "aten", "triton"),
            ("triton", "torch"), "batch_norm_act's kernels after the transposed convolution",
-           ("aten", "torch"), _CPU + "CONV_TRANSPOSE_BN_ACT_CPU"),
+           ("aten", "torch"), _CPU_WHY["conv_transpose_bn_act"]),
     OpSpec("feature_stats", "ganfast.ops.feature_stats", ("torch", "triton"), ("torch", "triton"),
            "cuBLAS DGEMM until the fused kernel is measured against it",
-           ("torch",), _CPU + "FEATURE_STATS_CPU"),
+           ("torch",), _CPU_WHY["feature_stats"]),
     OpSpec("minibatch_discrimination", "ganfast.ops.minibatch_discrimination", ("torch", "aten", "triton"),
            ("triton", "torch"), "the reference materialises (B, B, K, D)",
-           ("aten", "torch"), _CPU + "MINIBATCH_DISCRIMINATION_CPU"),
+           ("aten", "torch"), _CPU_WHY["minibatch_discrimination"]),
     OpSpec("minibatch_stddev", "ganfast.ops.minibatch_stddev", ("torch", "aten", "triton"), ("triton", "torch"),
            "two passes instead of eager's seven",
-           ("aten", "torch"), _CPU + "MINIBATCH_STDDEV_CPU"),
+           ("torch", "aten"), _CPU_WHY["minibatch_stddev"]),
     OpSpec("self_attention2d", "ganfast.ops.self_attention2d", ("torch", "aten", "triton"), ("triton", "torch"),
            "the reference stores the (B, N, N) attention matrix",
-           ("aten", "torch"), _CPU + "SELF_ATTENTION2D_CPU"),
+           ("aten", "torch"), _CPU_WHY["self_attention2d"]),
     OpSpec("sqrtm", "ganfast.ops.sqrtm", ("torch",), ("torch",), "LAPACK / cuSOLVER factorizations",
            ("torch",), "LAPACK; one implementation"),
     OpSpec("sqrtm_trace", "ganfast.ops.sqrtm", ("torch",), ("torch",), "LAPACK / cuSOLVER factorizations",
