@@ -10,7 +10,7 @@ from ganfast.data import GANDataset
 from ganfast.data import Batch
 from ganfast.models import AdversarialOptions, StepContext, build, describe, names
 
-ALL = ["gan", "dcgan", "cgan", "acgan", "infogan", "wgan", "wgan-gp", "lsgan", "sngan", "sagan", "unrolled"]
+ALL = ["gan", "dcgan", "cgan", "acgan", "infogan", "wgan", "wgan-gp", "lsgan", "sngan", "sagan", "unrolled", "pacgan"]
 
 
 def tiny_images(n=24, classes=3, side=8, channels=1, seed=0):
