@@ -328,7 +328,9 @@ def test_unsupported_configuration_falls_back_with_one_warning(gen):
     conv = nn.Conv2d(4, 6, 3, padding=2, dilation=2, groups=2, bias=False)
     bn = nn.BatchNorm2d(6)
     seq = nn.Sequential(copy.deepcopy(conv), copy.deepcopy(bn), nn.LeakyReLU(0.2))
-    fused = ganfast.nn.ConvBNLeakyReLU2d.from_modules(conv, bn, nn.LeakyReLU(0.2))
+    # backend="torch": the fused ops' path, which does not cover groups; on the CPU's auto path
+    # (aten) the torch.nn children run every configuration and nothing falls back.
+    fused = ganfast.nn.ConvBNLeakyReLU2d.from_modules(conv, bn, nn.LeakyReLU(0.2), backend="torch")
     x = torch.randn(2, 4, 7, 7, generator=gen)
     with pytest.warns(UserWarning, match="groups=2"):
         out = fused(x)
@@ -337,6 +339,10 @@ def test_unsupported_configuration_falls_back_with_one_warning(gen):
         warnings.simplefilter("error")
         torch.testing.assert_close(fused(x), seq(x))
     torch.testing.assert_close(fused.bn.running_mean, seq[1].running_mean)
+    auto = ganfast.nn.ConvBNLeakyReLU2d.from_modules(copy.deepcopy(conv), copy.deepcopy(bn), nn.LeakyReLU(0.2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        torch.testing.assert_close(auto(x), seq(x))
 
 
 def test_convert_leaves_unfusible_runs_alone():
