@@ -351,6 +351,27 @@ def register(op: str, backend: str, loader: Callable[[], Any]) -> None:
     _loaded.pop((op, backend), None)
 
 
+def unregister_op(op: str) -> None:
+    """Remove ``op`` declared by :func:`register_op` and its implementations.
+
+    For plugins and tests that declare a toy op and must leave the registry
+    as they found it; ganfast's own ops (:data:`OPS`) cannot be removed.
+
+    Raises:
+        ValueError: ``op`` is one of ganfast's own ops or is not declared.
+    """
+    if any(row.name == op for row in OPS):
+        raise ValueError(f"op {op!r} is one of ganfast's own ops (ganfast._backend.OPS) and cannot be removed")
+    if op not in _specs:
+        raise ValueError(f"op must be a declared op; got {op!r}")
+    with _lock:
+        del _specs[op]
+        for key in [k for k in _loaders if k[0] == op]:
+            del _loaders[key]
+        for key in [k for k in _loaded if k[0] == op]:
+            del _loaded[key]
+
+
 def ops() -> Tuple[str, ...]:
     """Names of the declared ops."""
     return tuple(sorted(_specs))

@@ -118,12 +118,19 @@ def test_available_backends_reports_reasons():
 
 def test_op_without_an_implementation_is_reported():
     _backend.register_op("_test_only_op", auto_order=("torch",))
-    _backend.register("_test_only_op", "torch", lambda: object())
-    st = ganfast.available_backends("_test_only_op", device="cpu")
-    assert st["torch"] and not st["triton"]
-    assert "has no triton implementation" in st["triton"].reason
-    with pytest.raises(ganfast.BackendUnavailable, match="has no triton implementation"):
-        _backend.resolve("_test_only_op", "triton", torch.device("cpu"))
+    try:
+        _backend.register("_test_only_op", "torch", lambda: object())
+        st = ganfast.available_backends("_test_only_op", device="cpu")
+        assert st["torch"] and not st["triton"]
+        assert "has no triton implementation" in st["triton"].reason
+        with pytest.raises(ganfast.BackendUnavailable, match="has no triton implementation"):
+            _backend.resolve("_test_only_op", "triton", torch.device("cpu"))
+    finally:
+        _backend.unregister_op("_test_only_op")
+    # the toy op leaves the registry as it found it; ganfast's own ops stay
+    assert "_test_only_op" not in _backend.ops()
+    with pytest.raises(ValueError, match="own ops"):
+        _backend.unregister_op("bias_act")
 
 
 @pytest.mark.skipif(HAS_CUDA, reason="checks the messages given where no GPU is present")
