@@ -8,11 +8,14 @@ import os
 import sys
 from typing import Any, Dict, List, Optional
 
+from .compile import MODES as COMPILE_MODES
+from .compile import CompileError
+
 # Options that may change when a run is resumed (how long, how often, where it runs);
 # everything else defines the experiment and must match the checkpoint.
 _RESUMABLE = {"steps", "sample_every", "checkpoint_every", "log_every", "keep", "progress", "tensorboard",
               "num_workers", "threads", "device", "backend", "out", "eval_every", "eval_metrics", "eval_samples",
-              "eval_features", "best_metric"}
+              "eval_features", "best_metric", "compile"}
 
 
 def _option(text: str) -> tuple:
@@ -60,6 +63,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     a("--num-workers", type=int, default=None, help="DataLoader workers for image folders")
     a("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar")
     a("--threads", type=int, default=None, help="torch CPU threads")
+    a("--compile", nargs="?", const="default", default=None, choices=[*COMPILE_MODES, "off"], metavar="MODE",
+      help="torch.compile the networks; MODE is torch.compile's (" + ", ".join(COMPILE_MODES) + "; default when "
+           "omitted), or off (to resume a compiled run without it). Networks a gradient penalty differentiates "
+           "twice stay eager")
     a("--loss", default=None, help="override the model's adversarial loss (see `ganfast list`)")
     a("--n-critic", type=int, default=None, help="discriminator steps per generator step")
     a("--lr-g", type=float, default=None)
@@ -86,7 +93,8 @@ _SHORTHANDS = {"loss": "loss", "n_critic": "n_critic", "lr_g": "lr_g", "lr_d": "
 _TRAIN_FIELDS = ("model", "data", "steps", "batch_size", "out", "amp", "backend", "device", "seed", "image_size",
                  "num_samples", "ema_decay", "sample_every", "checkpoint_every", "log_every", "keep", "grid_size",
                  "metrics_format", "tensorboard", "num_workers", "progress", "threads", "lr_schedule", "split",
-                 "data_layout", "eval_every", "eval_metrics", "eval_samples", "eval_features", "best_metric")
+                 "data_layout", "eval_every", "eval_metrics", "eval_samples", "eval_features", "best_metric",
+                 "compile")
 
 
 def _explicit(args: argparse.Namespace) -> Dict[str, Any]:
@@ -99,6 +107,14 @@ def _explicit(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    try:
+        return _run_train(args)
+    except CompileError as err:  # --compile on a method it cannot run: the message says why and what to do
+        print(f"ganfast train: {err}", file=sys.stderr)
+        return 2
+
+
+def _run_train(args: argparse.Namespace) -> int:
     from ..models import names
     from .checkpoint import CheckpointManager, load_checkpoint
     from .trainer import TrainConfig, Trainer
@@ -143,7 +159,12 @@ def run_train(args: argparse.Namespace) -> int:
               f"{trainer.batch_size} on {trainer.device}, writing to {trainer.out}", file=sys.stderr)
         print("ganfast train: networks " + "; ".join(trainer.model.describe_networks().splitlines()),
               file=sys.stderr)
+        if trainer.compile_plan is not None:
+            print(f"ganfast train: --compile: {trainer.compile_plan.describe()}", file=sys.stderr)
     summary = trainer.fit()
+    if trainer.dist.is_main and trainer.first_step_seconds is not None:
+        print(f"ganfast train: --compile: the first iteration (tracing and compiling) took "
+              f"{trainer.first_step_seconds:.1f} s", file=sys.stderr)
     if trainer.dist.is_main:
         last = summary["last"]
         shown = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k != "step")

@@ -8,7 +8,8 @@ step, EMA copies of the networks the method names (used for every sample),
 a progress bar, metrics to CSV/JSON-lines (+ a loss-curve PNG, +
 TensorBoard when installed), sample grids from fixed inputs, evaluation
 (FID, KID, mode coverage) with a best checkpoint, atomic checkpoints, exact
-resume, a clean stop on Ctrl-C, and multi-process training under ``torchrun``.
+resume, a clean stop on Ctrl-C, multi-process training under ``torchrun``,
+and optionally ``torch.compile`` of the networks (:mod:`ganfast.train.compile`).
 
 Exact resume: a checkpoint is taken between iterations and holds everything
 that decides the next iteration: parameters and buffers, optimiser and
@@ -40,6 +41,7 @@ from ..models import Method, StepContext, build
 from ..models.schedules import Linear, evaluate
 from . import distributed as D
 from .checkpoint import CheckpointManager, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .compile import CompilePlan, compile_networks, eager, explained, normalize_mode, plan, step_begin
 from .ema import EMA
 from .loader import ShardedBatches
 
@@ -84,6 +86,7 @@ class TrainConfig:
     eval_samples: Optional[int] = None     # real and generated samples per evaluation (None: 2500 points, 5000 images)
     eval_features: Optional[str] = None    # FID/KID features: a TorchScript file or the Inception weights file
     best_metric: Optional[str] = None      # column whose best value keeps checkpoints/best.pt (None: the first)
+    compile: Any = None                    # torch.compile the networks: None/"off", True/"default", or a mode
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -121,6 +124,7 @@ class TrainConfig:
         if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int) or self.num_workers < 0:
             raise ValueError(f"num_workers must be an int >= 0; got {self.num_workers!r}")
         _backend.check_backend(self.backend)
+        normalize_mode(self.compile)
         if self.eval_metrics is not None:
             from .evaluate import METRICS
             if isinstance(self.eval_metrics, str) or not all(m in METRICS for m in self.eval_metrics):
@@ -271,6 +275,12 @@ class Trainer:
             if hasattr(dataset, "require_fields"):
                 dataset.require_fields([f for f in model.requires if f != "label"], f"model {model.name!r}")
         self.model = model
+        mode = normalize_mode(cfg.compile)
+        #: what --compile compiles (None: eager); the networks compile in place when fit() starts
+        self.compile_plan: Optional[CompilePlan] = plan(model, mode) if mode is not None else None
+        self._compiled = False
+        #: with --compile: wall time of the first iteration, which traces and compiles every graph
+        self.first_step_seconds: Optional[float] = None
         rec = recommended(model, dataset.kind)
         self.steps = cfg.steps or rec["steps"]
         self.batch_size = cfg.batch_size or rec["batch_size"]
@@ -463,10 +473,15 @@ class Trainer:
         for m in nets.values():
             m.eval()
         try:
-            return self.model.sample(networks=nets, **inputs).float()
+            with self._eager():
+                return self.model.sample(networks=nets, **inputs).float()
         finally:
             for k, m in nets.items():
                 m.train(modes[k])
+
+    def _eager(self):
+        """Compiled networks run eagerly inside (a sample grid or an evaluation would recompile them for eval mode)."""
+        return eager() if self.compile_plan is not None else contextlib.nullcontext()
 
     def write_samples(self) -> str:
         from .grid import save_image_grid, save_points_png
@@ -495,7 +510,8 @@ class Trainer:
         for m in nets.values():
             m.eval()
         try:
-            return self.evaluator(self.model, nets)
+            with self._eager():
+                return self.evaluator(self.model, nets)
         finally:
             for k, m in nets.items():
                 m.train(modes[k])
@@ -518,6 +534,9 @@ class Trainer:
                 self._setup()
             if resume:
                 self.resume()
+            if self.compile_plan is not None and not self._compiled:
+                compile_networks(self.model, self.compile_plan, self.device)
+                self._compiled = True
             resumed = self._resumed
             main = self.dist.is_main
             if main:
@@ -530,7 +549,10 @@ class Trainer:
                                  "world_size": self.dist.world_size,
                                  "networks": {k: type(m).__name__ for k, m in self.model.networks().items()},
                                  "phases": [p.name for p in self.model.phases()],
-                                 "schedules": sorted(self.schedules)}})
+                                 "schedules": sorted(self.schedules),
+                                 "compile": None if self.compile_plan is None else {
+                                     "mode": self.compile_plan.mode, "compiled": list(self.compile_plan.compiled),
+                                     "eager": dict(self.compile_plan.eager)}}})
             logger = None
             if main:
                 from .log import MetricsLogger
@@ -549,7 +571,12 @@ class Trainer:
                         self.ctx.schedule = evaluate(self.schedules, self.step, self.steps)
                         self._set_learning_rates(self.ctx.schedule)
                         self.model.train()
-                        logs = self.model.train_step(self.batches, self.optimizers, self.ctx)
+                        step_begin(self.compile_plan, self.device)
+                        t_step = time.perf_counter()
+                        with explained(self.compile_plan):
+                            logs = self.model.train_step(self.batches, self.optimizers, self.ctx)
+                        if self.compile_plan is not None and self.first_step_seconds is None:
+                            self.first_step_seconds = time.perf_counter() - t_step
                         for k, ema in self.emas.items():
                             ema.update(self.model.net(k))
                         self.step += 1
