@@ -138,10 +138,33 @@ def _op_backends() -> None:
                 print(f"  {op:<14} {dev:<5} {backend:<7} {state}")
 
 
+def _kernels(args: argparse.Namespace) -> None:
+    """--kernels: every Triton kernel compiled for the GPU targets, one line per case and target."""
+    from .kernels import aot
+
+    targets = [int(t) for t in args.kernels_targets.split(",") if t]
+    print(f"Triton kernels compiled ahead of time (level {args.kernels_level}, targets "
+          f"{', '.join('sm_' + str(t) for t in targets)}, filter {args.kernels_filter!r}; registers per thread, "
+          f"spills in bytes per thread, shared memory per block)")
+
+    def progress(done: int, total: int, result: Any) -> None:
+        if done % 50 == 0 or done == total:
+            print(f"  compiled {done}/{total}", file=sys.stderr, flush=True)
+
+    results = aot.check(args.kernels_level, targets, args.kernels_filter, workers=args.kernels_workers,
+                        progress=progress)
+    print(aot.format_table(results))
+
+
 def doctor(args: argparse.Namespace) -> int:
     """Print what ganfast can run here and why the rest cannot; always exits 0."""
     print(f"ganfast doctor ({__version__})")
-    for section in (_versions, _extension, _gpus, _backend_choice, _op_backends):
+    sections = [_versions, _extension, _gpus, _backend_choice, _op_backends]
+    if getattr(args, "kernels", False):
+        def kernels() -> None:
+            _kernels(args)
+        sections.append(kernels)
+    for section in sections:
         try:
             section()
         except Exception as err:  # a report, not a check: keep going
@@ -179,7 +202,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", title="commands")
     sub.required = True
 
+    from .kernels.aot import LEVELS as kernel_levels  # imports neither Triton nor the kernels
+
     p = sub.add_parser("doctor", help="versions, GPU, extension build, and which backends can run here (and why not)")
+    p.add_argument("--kernels", action="store_true",
+                   help="also compile every Triton kernel for sm_90 and sm_80 (no GPU needed) and print registers, "
+                        "spills and shared memory per kernel and configuration (minutes)")
+    p.add_argument("--kernels-level", choices=kernel_levels, default="quick",
+                   help="which block configurations (see ganfast.kernels.aot); default quick")
+    p.add_argument("--kernels-filter", default="", metavar="TEXT",
+                   help="only kernels whose '<module>.<kernel>' name contains TEXT")
+    p.add_argument("--kernels-targets", default="90,80", metavar="CC,...", help="compute capabilities (default 90,80)")
+    p.add_argument("--kernels-workers", type=int, default=2, metavar="N", help="compiling processes (default 2)")
     p.set_defaults(func=doctor)
 
     p = sub.add_parser(

@@ -341,7 +341,7 @@ class _Config(NamedTuple):
     stages: int
 
 
-def _config(m: int, n: int, k: int, dtype: torch.dtype) -> _Config:
+def _config(m: int, n: int, k: int, dtype: torch.dtype, index64: bool = False) -> _Config:
     """Block sizes for an (m, n, k) implicit GEMM with ``dtype`` inputs.
 
     tl.dot needs every block dimension >= 16.  BLOCK_N covers C_out up to 128
@@ -357,6 +357,18 @@ def _config(m: int, n: int, k: int, dtype: torch.dtype) -> _Config:
     block_k = {2: 64, 4: 32}.get(itemsize, 16)
     if itemsize == 8:
         block_m, block_n = min(block_m, 64), min(block_n, 64)
+    elif itemsize == 4:
+        # IEEE float32 dots run on FMA units with both operands in registers: a 128 x 128
+        # tile spills on sm_80 and sm_90 (python -m ganfast.kernels.aot --filter conv2d)
+        block_m = min(block_m, 64)
+    if index64:
+        # 64-bit offsets double the registers of every gathered A-tile element's address
+        # arithmetic: the tiles above spill kilobytes a thread with them (transposed NCHW
+        # layers worst), these do not (python -m ganfast.kernels.aot --filter conv2d)
+        block_m = min(block_m, 32)
+        block_k = min(block_k, 32 if itemsize == 2 else 16)
+        if itemsize > 2:
+            block_n = min(block_n, 64)
     block_k = min(block_k, max(triton.next_power_of_2(k), 16))
     warps = 8 if block_m * block_n >= 128 * 128 else 4
     stages = 3 if itemsize == 2 else 2
@@ -522,6 +534,9 @@ def _run(
         m = batch * h_out * w_out
         k = c_in * kh * kw
     cfg = _config(m, c_out, k, x.dtype)
+    if max(_extent(x), _extent(y), _extent(prob.weight), 4 * phases * triton.cdiv(m, cfg.block_m) * c_out) \
+            > _INDEX32_LIMIT:
+        cfg = _config(m, c_out, k, x.dtype, index64=True)
     m_tiles = triton.cdiv(m, cfg.block_m)
     n_tiles = triton.cdiv(c_out, cfg.block_n)
     if m_tiles * n_tiles >= 2**31:

@@ -78,10 +78,20 @@ def _feature_stats_kernel(
         tl.store(total_ptr + ci, tl.load(total_ptr + ci, mask=mi, other=0.0) + colsum, mask=mi)
 
 
+#: The dtypes of x the kernel is compiled for.  float16 and bfloat16 features are widened to float32 first: exact
+#: (the kernel widens every element to float64 anyway), and triton 3.6 cannot compile the kernel for 16-bit x (it
+#: moves the widening into the float64 tl.dot's operand conversion, which its MMAv2 lowering rejects: "fp64 don't
+#: support largeK MMA"; tests/test_kernels_compile.py).
+_KERNEL_DTYPES = (torch.float32, torch.float64)
+
+
 def _config(d: int) -> Tuple[int, int, int]:
-    """(BLOCK_D, BLOCK_N, num_warps) for d features: float64 tiles, so modest sizes."""
+    """(BLOCK_D, BLOCK_N, num_warps) for d features: float64 tiles, so modest sizes.
+
+    The 64 x 64 float64 Gram tile takes 8 warps: with 4, ptxas spills on sm_90 at 255
+    registers a thread (``python -m ganfast.kernels.aot --filter feature_stats``)."""
     if d >= 256:
-        return 64, 32, 4
+        return 64, 32, 8
     return 32, 16, 4
 
 
@@ -104,6 +114,8 @@ def update(x: torch.Tensor, shift: torch.Tensor, total: torch.Tensor, gram: torc
     n, d = x.shape
     if n == 0:
         return
+    if x.dtype not in _KERNEL_DTYPES:
+        x = x.float()  # see _KERNEL_DTYPES
     block_d, block_n, warps = _config(d)
     nb = triton.cdiv(d, block_d)
     pairs = _pairs(nb, x.device)

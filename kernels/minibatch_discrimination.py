@@ -114,7 +114,7 @@ def _backward_kernel(
         gj = tl.load(g_ptr + cols * s_gb + b * s_gk, mask=cmask, other=0.0).to(ACC)
         keep = cmask[None, :] & (rows[:, None] != cols[None, :])
         w = tl.where(keep, (gi[:, None] + gj[None, :]) * tl.exp(-dist), 0.0)
-        for d in tl.static_range(D):
+        for d in range(D):  # a loop, not unrolled: unrolled, the D loads stay live across both loops and spill
             mi = tl.load(base + rows * s_mb + d * s_md, mask=rmask, other=0.0).to(ACC)
             mj = tl.load(base + cols * s_mb + d * s_md, mask=cmask, other=0.0).to(ACC)
             diff = mi[:, None] - mj[None, :]
@@ -129,11 +129,15 @@ def _backward_kernel(
 
 
 def _config(B: int) -> Tuple[int, int, int]:
-    """(BLOCK_I, BLOCK_J, num_warps).  Smaller row tiles for small batches, so that B = 64 with
-    100 kernels still gives 200 programs.  Not yet tuned on a GPU (bench/RESULTS.md)."""
+    """(BLOCK_I, BLOCK_J, num_warps).  Row tiles of at most 32, so that B = 64 with 100
+    kernels still gives 200 programs; column tiles up to 64.  A [BLOCK_I, BLOCK_J]
+    distance tile and the per-dimension terms of the unrolled ``D`` loop stay in
+    registers at 16 tile elements a thread (a 64 x 64 tile spilled kilobytes a thread
+    on sm_80 and sm_90: ``python -m ganfast.kernels.aot --filter minibatch_discrimination``).
+    Not yet tuned for speed on a GPU (bench/RESULTS.md)."""
     bj = max(16, min(64, triton.next_power_of_2(B)))
-    bi = max(16, min(64 if B >= 512 else 32, triton.next_power_of_2(B)))
-    return bi, bj, 4 if bi * bj >= 2048 else 2
+    bi = max(16, min(32, triton.next_power_of_2(B)))
+    return bi, bj, max(2, min(8, bi * bj // 512))
 
 
 def _kdb(M: torch.Tensor) -> torch.Tensor:

@@ -341,6 +341,11 @@ def _config(G: int, positions: int) -> Tuple[int, int, int, int]:
     return gb, block, chunk, warps
 
 
+def _partials_block(parts: int) -> int:
+    """PB: partial sums taken per step of ``_sum_partials`` for ``parts`` partials."""
+    return max(16, min(1024, triton.next_power_of_2(parts)))
+
+
 def _index64(*tensors: torch.Tensor) -> bool:
     """Whether any offset into these tensors may pass 2^31 (with a tile's margin)."""
     reach = max(sum((s - 1) * abs(st) for s, st in zip(t.shape, t.stride())) for t in tensors)
@@ -374,7 +379,7 @@ def forward(x: torch.Tensor, out: torch.Tensor, G: int, F: int, eps: float) -> N
     )
     _, fill_block, fill, fill_warps = _config(G, HW)
     R = triton.cdiv(HW, fill)
-    pb = max(16, min(1024, triton.next_power_of_2(S)))
+    pb = _partials_block(S)
     _fill_kernel[(n * F * R,)](
         out, part, n, F, C, HW, W, G, S, R, fill, *split_scalar(1.0 / P), *out.stride(),
         ACC=acc, GB=gb, PB=pb, BLOCK=fill_block, INDEX64=i64, FLAT_O=_flat(out, (2, 3)), num_warps=fill_warps,
@@ -397,7 +402,7 @@ def backward(grad: torch.Tensor, x: torch.Tensor, dx: torch.Tensor, G: int, F: i
     )
     gb, block, chunk, warps = _config(G, P)
     S = triton.cdiv(P, chunk)
-    pb = max(16, min(1024, triton.next_power_of_2(S2)))
+    pb = _partials_block(S2)
     _backward_kernel[(n * F * S,)](
         grad, x, dx, part, n, F, c, HW, W, G, S, chunk, S2,
         *grad.stride(), *x.stride(), *dx.stride(), *split_scalar(eps), *split_scalar(1.0 / (G * P)),

@@ -279,20 +279,46 @@ def _pow2(n: int, lo: int) -> int:
     return max(lo, triton.next_power_of_2(n))
 
 
-def _config(n_pos: int, d_qk: int, d_v: int, dtype: torch.dtype) -> Dict[str, int]:
+def _config(n_pos: int, d_qk: int, d_v: int, dtype: torch.dtype, index64: bool = False) -> Dict[str, int]:
     """Block sizes and warps for one problem: the one place they are chosen.
 
     ``tl.dot`` needs every tile dimension >= 16.  Position tiles of 64 keep
     the ``[64, 64]`` score tile and a ``[64, BLOCK_C]`` accumulator in
     registers; BLOCK_C trades recomputed scores (``d / BLOCK_C`` of the
     ``P V`` work) against register pressure, smaller for 4- and 8-byte
-    operands.  Not tuned on a GPU yet (bench/RESULTS.md).
+    operands.  float32 and float64 dots run on FMA units, whose operand
+    layouts hold a whole ``[BLOCK_M, BLOCK_D]`` row block per thread group:
+    there the position tile shrinks as d grows (``BLOCK_M * BLOCK_D`` at
+    most 64 x 32 for float32, 32 x 32 for float64), and 16-bit operands
+    with d >= 64 take BLOCK_C = 64; 64-bit indexing (``index64``) halves
+    the position tile.  Those limits are what compiling every
+    configuration for sm_90 and sm_80 requires (no register spills, shared
+    memory within the block limit: ``python -m ganfast.kernels.aot
+    --filter self_attention2d``); not tuned for speed on a GPU yet
+    (bench/RESULTS.md).
     """
     size = dtype.itemsize
-    block_pos = min(64, _pow2(n_pos, 16))
-    block_c = min({2: 128, 4: 64}.get(size, 32), _pow2(d_v, 16))
     block_d = _pow2(d_qk, 16)
-    warps = 8 if block_pos * block_c >= 64 * 128 or block_d > 64 else 4
+    block_pos = min(64, _pow2(n_pos, 16))
+    if size == 2:
+        block_pos = min(block_pos, 64 if block_d <= 64 else 32)
+        block_c = 128 if block_d <= 32 else 64
+    elif size == 4:
+        block_pos = min(block_pos, 32 if block_d <= 32 else 16)
+        block_c = 32
+    else:
+        block_pos = min(block_pos, 32 if block_d <= 16 else 16)
+        block_c = 32 if block_d <= 16 else 16
+    if index64:  # 64-bit offsets: more registers a tile element, half the position tile
+        block_pos = max(16, block_pos // 2)
+        block_c = min(block_c, 64)
+    block_c = min(block_c, _pow2(d_v, 16))
+    if block_pos * max(block_d, block_c) <= 16 * 16:
+        warps = 2  # a 16 x 16 problem: with 4 warps ptxas spills a few bytes (sm_90)
+    elif block_pos * block_c >= 64 * 128 or block_d > 64 or (index64 and block_d >= 64):
+        warps = 8
+    else:
+        warps = 4
     return dict(BLOCK_M=block_pos, BLOCK_N=block_pos, BLOCK_D=block_d, BLOCK_C=block_c, num_warps=warps)
 
 
@@ -305,10 +331,12 @@ def _index64(cfg: Dict[str, int], *tensors: torch.Tensor) -> bool:
     return extent >= 2**31
 
 
-def _launch_args(q: torch.Tensor, v: torch.Tensor, scale: float):
-    """(constexpr flags, block config, split scale) for one launch."""
+def _launch_args(q: torch.Tensor, v: torch.Tensor, scale: float, *tensors: torch.Tensor):
+    """(constexpr flags, block config, split scale) for one launch over ``tensors`` (64-bit offsets: smaller tiles)."""
     flags = dict(ACC=acc_type(q.dtype), PRECISION="ieee", UPCAST=dot_upcast(q.dtype))
     cfg = _config(q.shape[2], q.shape[1], v.shape[1], q.dtype)
+    if tensors and _index64(cfg, *tensors):
+        cfg = _config(q.shape[2], q.shape[1], v.shape[1], q.dtype, index64=True)
     return flags, cfg, split_scalar(scale)
 
 
@@ -321,7 +349,7 @@ def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> 
     d_v = v.shape[1]
     out = torch.empty((batch, d_v, n_pos), dtype=v.dtype, device=v.device)
     lse = torch.empty((batch, n_pos), dtype=compute_dtype(q.dtype), device=q.device)
-    flags, cfg, scale2 = _launch_args(q, v, scale)
+    flags, cfg, scale2 = _launch_args(q, v, scale, q, k, v, out)
     warps = cfg.pop("num_warps")
     grid = (triton.cdiv(n_pos, cfg["BLOCK_M"]), triton.cdiv(d_v, cfg["BLOCK_C"]), batch)
     _fwd_kernel[grid](
@@ -352,7 +380,7 @@ def backward(
     d_v = v.shape[1]
     grad = grad.to(v.dtype)  # no copy when it already is (any strides are read as they are)
     lse = lse.contiguous()
-    flags, cfg, scale2 = _launch_args(q, v, scale)
+    flags, cfg, scale2 = _launch_args(q, v, scale, q, k, v, out, grad)
     warps = cfg.pop("num_warps")
     index64 = _index64(cfg, q, k, v, out, grad)
     delta = torch.empty_like(lse)

@@ -157,6 +157,20 @@ def test_triton_backward_is_deterministic(gen):
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_64bit_offsets_take_the_smaller_tiles(dtype, gen, monkeypatch):
+    """Past 2^31 offsets the launch takes _config(index64=True) (smaller tiles, no spills: kernels/aot.py) and
+    64-bit indexing; forced here on small tensors, values and gradients still match the reference."""
+    n, d_qk, d_v = 70, 40, 33
+    small, big = kernels._config(n, d_qk, d_v, dtype, index64=True), kernels._config(n, d_qk, d_v, dtype)
+    assert small["BLOCK_M"] <= big["BLOCK_M"] and small["BLOCK_C"] <= big["BLOCK_C"]
+    assert small["BLOCK_M"] == max(16, big["BLOCK_M"] // 2)
+    monkeypatch.setattr(kernels, "_index64", lambda cfg, *tensors: True)
+    q, k, v = _inputs(2, d_qk, d_v, n, dtype, gen)
+    testing.check_op(_fast("triton"), _ref(), [q, k, v], differentiable=[0, 1, 2], order=1, generator=gen,
+                     gradcheck=False)
+
+
 def test_block_config():
     """Register tiles cover d_qk (padded to a power of two, masked), never the whole d_v, and are >= 16 for tl.dot."""
     for n, d_qk, d_v, dtype in [(3, 3, 17, torch.float32), (16384, 40, 512, torch.bfloat16),
