@@ -315,7 +315,10 @@ def _config(n_pos: int, d_qk: int, d_v: int, dtype: torch.dtype, index64: bool =
     block_c = min(block_c, _pow2(d_v, 16))
     if block_pos * max(block_d, block_c) <= 16 * 16:
         warps = 2  # a 16 x 16 problem: with 4 warps ptxas spills a few bytes (sm_90)
-    elif block_pos * block_c >= 64 * 128 or block_d > 64 or (index64 and block_d >= 64):
+    elif size == 2 and block_pos == 16 and block_d > 64:
+        warps = 4  # with 8, ptxas spills the 16-bit dK/dV tile on sm_80
+    elif (block_pos * block_c >= 64 * 128 or block_d > 64 or (index64 and block_d >= 64)
+          or (index64 and block_pos >= 32 and (size == 2 or block_c >= 64))):
         warps = 8
     else:
         warps = 4
