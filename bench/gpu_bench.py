@@ -65,6 +65,10 @@ ISSUE: Tuple[IssueRow, ...] = (
              "fwd+bwd not slower than SDPA"),
     IssueRow("minibatch_discrimination", r"cdist K=100 D=5 1024x8192", (FWD_BWD,),
              "faster than the cdist form at B=1024 (ganfast/bench/minibatch_discrimination.py)"),
+    IssueRow("bias_act_pixel_norm", r"lrelu 0.2 16x256x64x64", (FWD_BWD,),
+             "a normalisation stage >= 80% of the copy bandwidth (DESIGN.md); ProGAN G at 64^2 (eager and the "
+             "kernel only: a torch.compile here would not fit the stage's budget; `ganfast bench --op "
+             "bias_act_pixel_norm` has it)", providers=("eager", "ganfast-triton")),
     IssueRow("minibatch_stddev", r"G=4 F=1 16x64x256x256", (FWD_BWD,),
              "a normalisation stage >= 80% of the copy bandwidth (DESIGN.md); ProGAN D at 256^2"),
     IssueRow("feature_stats", r"batch=500 50000x2048", (FWD,),

@@ -124,6 +124,7 @@ def cases() -> Dict[str, SmokeCase]:
     from ganfast.ops.conv_affine_act import conv_affine_act, eval_affine
     from ganfast.ref import batch_norm_act as ref_bn
     from ganfast.ref import bias_act as ref_bias_act
+    from ganfast.ref import bias_act_pixel_norm as ref_bapn
     from ganfast.ref import conv_bn_act as ref_cba
     from ganfast.ref import conv_transpose_bn_act as ref_ctba
     from ganfast.ref import feature_stats as ref_fs
@@ -136,6 +137,10 @@ def cases() -> Dict[str, SmokeCase]:
 
     def bias_act_inputs(dtype, device, gen, tiny):
         n, c, h, w = (2, 5, 3, 7) if tiny else (32, 512, 32, 32)
+        return [_randn(gen, device, dtype, n, c, h, w, scale=2.0), _randn(gen, device, dtype, c)]
+
+    def bapn_inputs(dtype, device, gen, tiny):
+        n, c, h, w = (2, 5, 3, 7) if tiny else (16, 256, 64, 64)
         return [_randn(gen, device, dtype, n, c, h, w, scale=2.0), _randn(gen, device, dtype, c)]
 
     def bn_inputs(dtype, device, gen, tiny):
@@ -213,6 +218,9 @@ def cases() -> Dict[str, SmokeCase]:
         SmokeCase("bias_act", "32x512x32x32 leaky_relu (a StyleGAN2 32^2 synthesis map)", "2x5x3x7",
                   bias_act_inputs, lambda x, b, backend: ganfast.ops.bias_act(x, b, backend=backend, **lrelu),
                   lambda x, b: ref_bias_act.bias_act(x, b, **lrelu), (0, 1)),
+        SmokeCase("bias_act_pixel_norm", "16x256x64x64 lrelu 0.2 + pixel norm (ProGAN G at 64^2)", "2x5x3x7",
+                  bapn_inputs, lambda x, b, backend: ganfast.ops.bias_act_pixel_norm(x, b, backend=backend),
+                  lambda x, b: ref_bapn.bias_act_pixel_norm(x, b), (0, 1)),
         SmokeCase("batch_norm_act", "128x128x16x16 training (DCGAN-64 D layer 2's BatchNorm)", "3x5x4x6",
                   bn_inputs,
                   lambda y, g, b, backend: batch_norm_act_train(y, g, b, None, None, 0.1, 1e-5, 0.2, backend),

@@ -223,6 +223,8 @@ _CPU = "CPU fwd+bwd fp32, interleaved: "
 _CPU_WHY = {
     "bias_act": _CPU + ("aten 1.43 ms vs torch 26.0 ms at 32x128x16x16 (the registered op's closed-form backward is "
                          "an element-wise chain); aten = eager at 4x64x16x16"),
+    "bias_act_pixel_norm": _CPU + ("aten 3.81 ms, eager (ProGAN's expression) 4.22, torch 7.35 at 16x256x16x16; "
+                                    "aten 19.8, eager 19.8, torch 32.5 at 8x128x64x64 (2 threads, 30 rounds)"),
     "batch_norm_act": _CPU + ("as conv_bn_act: ATen's native batch_norm kernels, forward and backward, against the "
                                "reference's element-wise chain"),
     "conv_affine_act": _CPU + ("the conv blocks' eval path: ATen's conv + one fused affine pass, no registered op "
@@ -251,6 +253,9 @@ OPS: Tuple[OpSpec, ...] = (
     OpSpec("bias_act", "ganfast.ops.bias_act", ("torch", "aten", "triton", "cuda"), ("cuda", "triton", "torch"),
            "the CUDA kernel is hand-vectorised for bandwidth; Triton next",
            ("aten", "torch"), _CPU_WHY["bias_act"]),
+    OpSpec("bias_act_pixel_norm", "ganfast.ops.bias_act_pixel_norm", ("torch", "aten", "triton"), ("triton", "torch"),
+           "one pass (x read once, y written once) instead of eager's five over the activation",
+           ("aten", "torch"), _CPU_WHY["bias_act_pixel_norm"]),
     OpSpec("batch_norm_act", "ganfast.ops.batch_norm_act", ("torch", "aten", "triton"), ("triton", "torch"),
            "two passes instead of eager's five",
            ("aten", "torch"), _CPU_WHY["batch_norm_act"]),

@@ -301,6 +301,7 @@ def _specs(level: str) -> List[_Kernel]:
     from ganfast.kernels import _common
     from ganfast.kernels import batch_norm_act as bn
     from ganfast.kernels import bias_act, conv2d, feature_stats
+    from ganfast.kernels import bias_act_pixel_norm as bapn
     from ganfast.kernels import minibatch_discrimination as mbd
     from ganfast.kernels import minibatch_stddev as mbstd
     from ganfast.kernels import self_attention2d as attn
@@ -340,6 +341,48 @@ def _specs(level: str) -> List[_Kernel]:
         pairwise=dict(HAS_BIAS=(True, False), bias=("fp64", "fp32", "x"), HAS_CLAMP=(True, False),
                       INDEX64=(True, False), layout=tuple(ba_layouts)),
         configs=ba_configs, build=ba_build, dims=["BLOCK"], wide=("n",)))
+
+    # bias_act_pixel_norm: one program per tile of pixels, each pixel's channel vector reduced in the tile.  The
+    # block depends on (C, P, dtype); SINGLE (the whole channel vector in registers, C <= 1024) is a full axis.
+    pn_dims = ["BLOCK_C", "BLOCK_P"]
+
+    @functools.lru_cache(maxsize=None)
+    def pn_all(dtype, single):
+        out = []
+        for c, p in itertools.product(_pow2s(1, 2**16), _pow2s(1, 2**26)):
+            bp, bc, one, w = bapn._config(c, p, dtype)
+            if one == single:
+                out.append({"BLOCK_C": bc, "BLOCK_P": bp, "SINGLE": one, "num_warps": w, "num_stages": 3})
+        return _by_size(out, pn_dims)
+
+    # Layouts of the (n, c, h, w) strides and sizes: NCHW (unit w stride), channels_last (unit c stride), and a
+    # 2-D (N, C) latent batch (H = W = 1, h and w strides 0, unit c stride).
+    pn_sizes = {"P": "D", "C": "D", "HW": "D", "W": "D"}
+
+    def pn_layout(c, w, **sizes):
+        return dict(pn_sizes, **sizes, **{f"s{t}_{d}": s for t in "xgo" for d, s in (("n", "D"), ("c", c), ("h", "D"),
+                                                                                      ("w", w))})
+
+    pn_layouts = {"nchw": pn_layout("D", "1"), "nhwc": pn_layout("1", "D"), "2d": pn_layout("1", "D", HW="1", W="1")}
+
+    def pn_build(row, cfg):
+        x = _ttype(row["dtype"])
+        const = {k: row[k] for k in ("BACKWARD", "HAS_BIAS", "INDEX64")}
+        const.update({k: cfg[k] for k in ("SINGLE", "BLOCK_P", "BLOCK_C")}, ACC=_acc(row["dtype"]))
+        bias = (x if row["bias"] == "x" else row["bias"]) if row["HAS_BIAS"] else x
+        ptrs = dict(x_ptr=x, g_ptr=x, out_ptr=x, b_ptr=bias)
+        words = [x, row["layout"], "bwd" if row["BACKWARD"] else "fwd", "single" if cfg["SINGLE"] else "two-pass"]
+        if row["HAS_BIAS"]:
+            words.append("bias " + bias)
+        return const, ptrs, pn_layouts[row["layout"]], " ".join(words)
+
+    specs.append(_Kernel(
+        "bias_act_pixel_norm", "_bias_act_pixel_norm_kernel",
+        full=dict(dtype=dtypes, BACKWARD=(False, True), SINGLE=(True, False)),
+        pairwise=dict(HAS_BIAS=(True, False), bias=("fp64", "fp32", "x"), INDEX64=(True, False),
+                      layout=tuple(pn_layouts)),
+        configs=lambda row: pick(pn_all(row["dtype"], row["SINGLE"]), pn_dims),
+        build=pn_build, dims=pn_dims))
 
     # batch_norm_act: the elementwise pass, the two-level reduction and its merge.
     def bn_geometries():

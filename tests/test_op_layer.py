@@ -354,6 +354,8 @@ def _cases():
          ValueError, "act must be one of"),
         ("bias_act_grad", lambda: ops.bias_act_grad(torch.randn(2, 3), x, None, "tanh", 0.2, 1.0, None, 1, "torch"),
          ValueError, "grad must have shape"),
+        ("bias_act_pixel_norm", lambda: ops.bias_act_pixel_norm(y, torch.randn(3), 0.2, 1e-8, "torch"),
+         ValueError, r"bias must have shape \(4,\)"),
         ("batch_norm_act", lambda: ops.batch_norm_act(y, torch.randn(5), None, 1e-5, 0.2, "torch"),
          ValueError, r"weight must have shape \(4,\)"),
         ("conv_affine_act", lambda: ops.conv_affine_act(y, torch.randn(4, 3, 3, 3), *[torch.randn(4)] * 3, [1, 1],
@@ -378,8 +380,8 @@ def _cases():
     ]
 
 
-@pytest.mark.parametrize("case", range(12), ids=lambda i: ["bias_act", "bias_act-act", "bias_act_grad",
-                                                           "batch_norm_act", "conv_affine_act", "conv_transpose2d",
+@pytest.mark.parametrize("case", range(13), ids=lambda i: ["bias_act", "bias_act-act", "bias_act_grad",
+                                                           "bias_act_pixel_norm", "batch_norm_act", "conv_affine_act", "conv_transpose2d",
                                                            "feature_stats", "minibatch_discrimination",
                                                            "minibatch_stddev", "self_attention2d", "sqrtm_trace",
                                                            "sqrtm"][i])

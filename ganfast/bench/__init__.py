@@ -19,6 +19,7 @@ from .case import BenchCase
 # op name -> module defining cases() for it.
 CASE_MODULES: Dict[str, str] = {
     "bias_act": "ganfast.bench.bias_act",
+    "bias_act_pixel_norm": "ganfast.bench.bias_act_pixel_norm",
     "conv_bn_act": "ganfast.bench.conv_bn_act",
     "conv_transpose_bn_act": "ganfast.bench.conv_transpose_bn_act",
     "feature_stats": "ganfast.bench.feature_stats",

@@ -7,6 +7,7 @@ docs/adding-an-op.md.
 """
 
 from .bias_act import bias_act
+from .bias_act_pixel_norm import bias_act_pixel_norm
 from .conv_bn_act import conv_bn_act
 from .conv_transpose2d import conv_transpose2d
 from .conv_transpose_bn_act import conv_transpose_bn_act
@@ -18,6 +19,7 @@ from .sqrtm import sqrtm, sqrtm_trace
 
 __all__ = [
     "bias_act",
+    "bias_act_pixel_norm",
     "conv_bn_act",
     "conv_transpose2d",
     "conv_transpose_bn_act",
