@@ -53,7 +53,8 @@ def main(argv=None) -> int:
     from ganfast.models import names
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="+", default=None, help="default: every method")
+    p.add_argument("--models", nargs="+", default=None, choices=list(names()), metavar="MODEL",
+                   help="default: every method (" + ", ".join(names()) + ")")
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--mode", default="default")

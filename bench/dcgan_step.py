@@ -62,6 +62,8 @@ def main(argv=None) -> int:
                    "torch": torch.__version__, "ganfast": ganfast.__version__, "commit": commit,
                    "date": time.strftime("%Y-%m-%d %H:%M:%S"), "backend": a.backend}
     print(format_result(res))
+    if a.quick:
+        print("  (--quick: a smoke test of 3 rounds at 16x16 batch 8, not a measurement)")
     print(f"  on {res['meta']['device']}, torch {res['meta']['torch']}, commit {commit}, {res['meta']['date']}")
     if a.json:
         with open(a.json, "w") as f:

@@ -332,7 +332,7 @@ def _specs(level: str) -> List[_Kernel]:
                      ACC=_acc(row["dtype"]), INDEX64=row["INDEX64"], BLOCK=cfg["BLOCK"])
         ptrs = dict(x_ptr=x, g_ptr=x, b_ptr=bias, out_ptr=x)
         text = (f"{x} {row['ACT']} {'bwd' if row['BACKWARD'] else 'fwd'} {_flags(row, ['HAS_BIAS', 'HAS_CLAMP'])}"
-                f"{'(b ' + bias + ')' if row['HAS_BIAS'] else ''}")
+                f"{' (bias ' + bias + ')' if row['HAS_BIAS'] else ''}")
         return const, ptrs, ba_layouts[row["layout"]], text
 
     specs.append(_Kernel(
@@ -1004,6 +1004,8 @@ def format_table(results: Sequence[Result]) -> str:
                      status))
     widths = [max(len(row[i]) for row in rows) for i in range(len(head) - 1)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row[:-1], widths)) + "  " + row[-1] for row in rows]
+    lines.insert(1, "(configuration: dtype, modes and flags, then the tile (block sizes), wN = N warps, sN = N "
+                    "pipeline stages, I64 = 64-bit offsets; nchw/nhwc = the layout's integer specialisation)")
     bad = problems(results)
     cpu = sum(r.cpu_seconds for r in results)
     small = sum(r.status == "small spill" for r in results)

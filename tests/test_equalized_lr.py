@@ -141,6 +141,7 @@ def test_init_false_keeps_the_values():
     (lambda: gnn.equalized_lr(nn.Linear(2, 2), lr_multiplier=-1.0), ValueError, "lr_multiplier"),
     (lambda: gnn.equalized_lr(nn.Linear(2, 2), gain="2"), TypeError, "gain"),
     (lambda: gnn.equalized_lr(gnn.equalized_lr(nn.Linear(2, 2))), ValueError, "already has a parametrization"),
+    (lambda: gnn.equalized_lr(nn.Linear(2, 2), init="no"), TypeError, "init must be a bool; got str"),
 ])
 def test_bad_arguments(call, exc, words):
     with pytest.raises(exc, match=words):
@@ -180,3 +181,6 @@ def test_bias_leaky_relu_pixel_norm_module_trains_its_bias():
         gnn.BiasLeakyReLUPixelNorm(4, negative_slope=1.5)
     with pytest.raises(ValueError, match="channels"):
         gnn.BiasLeakyReLUPixelNorm(0)
+    with pytest.raises(ValueError, match=r"x: BiasLeakyReLUPixelNorm\(channels=8\) expects 8 channels in dim 1; "
+                                         r"got shape \(2, 7, 4, 4\)"):
+        gnn.BiasLeakyReLUPixelNorm(8)(torch.randn(2, 7, 4, 4))

@@ -197,6 +197,14 @@ def test_cli_train_sample_points(tmp_path):
     # same seed, same samples
     ganfast("sample", "--ckpt", out / "checkpoints" / "ckpt-00000003.pt", "--n", 300, "--out", tmp_path / "t.npy")
     assert np.array_equal(np.load(tmp_path / "s.npy"), np.load(tmp_path / "t.npy"))
+    # the run directory, its checkpoints directory and the `latest` pointer name the newest checkpoint
+    for where in (out, out / "checkpoints", out / "checkpoints" / "latest"):
+        ganfast("sample", "--ckpt", where, "--n", 300, "--out", tmp_path / "u.npy")
+        assert np.array_equal(np.load(tmp_path / "s.npy"), np.load(tmp_path / "u.npy")), where
+    bad = ganfast("sample", "--ckpt", tmp_path, "--n", 3, "--out", tmp_path / "v.npy", check=False)
+    assert bad.returncode == 2 and "--ckpt: no checkpoint in" in bad.stderr and "Traceback" not in bad.stderr
+    bad = ganfast("sample", "--ckpt", tmp_path / "nothing.pt", "--n", 3, "--out", tmp_path / "v.npy", check=False)
+    assert bad.returncode == 2 and "no checkpoint at" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_cli_conditional_images_and_errors(tmp_path):

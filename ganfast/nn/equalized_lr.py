@@ -107,12 +107,14 @@ def equalized_lr(module: nn.Module, gain: float = math.sqrt(2.0), lr_multiplier:
         ``module`` itself, with ``module.weight`` computed on access.
 
     Raises:
-        TypeError: ``module`` is not a supported layer, or ``gain`` /
-            ``lr_multiplier`` is not a number.
+        TypeError: ``module`` is not a supported layer, ``gain`` /
+            ``lr_multiplier`` is not a number, or ``init`` not a bool.
         ValueError: ``gain`` or ``lr_multiplier`` is not a finite positive
             number, or ``module.weight`` already has a parametrization.
     """
     n = fan_in(module)
+    if not isinstance(init, bool):
+        raise TypeError(f"init must be a bool; got {type(init).__name__}")
     gain = check_float(gain, "gain", positive=True)
     lr_multiplier = check_float(lr_multiplier, "lr_multiplier", positive=True)
     if parametrize.is_parametrized(module, "weight"):

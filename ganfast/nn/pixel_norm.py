@@ -81,6 +81,9 @@ class BiasLeakyReLUPixelNorm(nn.Module):
         self.bias: Optional[nn.Parameter] = nn.Parameter(torch.zeros(self.channels)) if bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(x, torch.Tensor) and x.dim() >= 2 and x.shape[1] != self.channels:
+            raise ValueError(f"x: BiasLeakyReLUPixelNorm(channels={self.channels}) expects {self.channels} channels "
+                             f"in dim 1; got shape {tuple(x.shape)}")
         return bias_act_pixel_norm(x, self.bias, self.negative_slope, self.eps,
                                    backend=None if self.backend == "auto" else self.backend)
 

@@ -191,6 +191,29 @@ def save_checkpoint(path: str, state: Dict[str, Any]) -> None:
     write_atomically(path, lambda tmp: torch.save(state, tmp))
 
 
+def resolve_checkpoint(path: str) -> str:
+    """The checkpoint file ``path`` names: a file as it is; a run directory, its ``checkpoints``
+    directory or their ``latest`` pointer file, the newest intact checkpoint there
+    (:meth:`CheckpointManager.latest`).
+
+    Raises:
+        FileNotFoundError: nothing at ``path``, or a directory without a checkpoint.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        directory = os.path.join(path, "checkpoints") if os.path.isdir(os.path.join(path, "checkpoints")) else path
+        found = CheckpointManager(directory).latest()
+        if found is None:
+            raise FileNotFoundError(f"no checkpoint in {directory} (expected ckpt-*.pt files written by ganfast train)")
+        return found
+    if os.path.basename(path) == CheckpointManager.POINTER and os.path.isfile(path) and os.path.getsize(path) < 4096:
+        found = CheckpointManager(os.path.dirname(path) or ".").latest()
+        if found is None:
+            raise FileNotFoundError(f"{path} names no intact checkpoint in its directory")
+        return found
+    return path
+
+
 def load_checkpoint(path: str, map_location: Any = "cpu") -> Dict[str, Any]:
     """Read a checkpoint written by ``save_checkpoint``.
 

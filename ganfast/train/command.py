@@ -116,7 +116,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def _run_train(args: argparse.Namespace) -> int:
     from ..models import names
-    from .checkpoint import CheckpointManager, load_checkpoint
+    from .checkpoint import CheckpointManager, load_checkpoint, resolve_checkpoint
     from .trainer import TrainConfig, Trainer
 
     given = _explicit(args)
@@ -128,7 +128,8 @@ def _run_train(args: argparse.Namespace) -> int:
     out = fresh.out or os.path.join("runs", f"{fresh.model}-{_slug(fresh.data)}")
     ckpt_path: Optional[str] = None
     if args.resume is not None:
-        ckpt_path = args.resume if isinstance(args.resume, str) else CheckpointManager(os.path.join(out, "checkpoints")).latest()
+        ckpt_path = resolve_checkpoint(args.resume) if isinstance(args.resume, str) else \
+            CheckpointManager(os.path.join(out, "checkpoints")).latest()
         if ckpt_path is None:
             print(f"ganfast train: no checkpoint in {out}/checkpoints: starting from step 0", file=sys.stderr)
     if ckpt_path is not None:
@@ -184,7 +185,8 @@ def _slug(s: str) -> str:
 
 
 def add_sample_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ckpt", required=True, help="a checkpoint written by `ganfast train`")
+    p.add_argument("--ckpt", required=True, help="a checkpoint written by `ganfast train`, or a run directory / its "
+                   "checkpoints directory / their `latest` file (the newest intact checkpoint there)")
     p.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
     p.add_argument("--out", required=True, help="a .png (image grid, or a scatter plot for 2-D points) or .npy file")
     p.add_argument("--seed", type=int, default=0)
@@ -198,7 +200,7 @@ def run_sample(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from .checkpoint import load_checkpoint
+    from .checkpoint import load_checkpoint, resolve_checkpoint
     from .trainer import model_from_checkpoint
 
     if args.n < 1:
@@ -208,7 +210,11 @@ def run_sample(args: argparse.Namespace) -> int:
     if ext not in (".png", ".npy"):
         print(f"ganfast sample: --out must end in .png or .npy; got {args.out!r}", file=sys.stderr)
         return 2
-    state = load_checkpoint(args.ckpt)
+    try:
+        state = load_checkpoint(resolve_checkpoint(args.ckpt))
+    except (FileNotFoundError, ValueError) as err:
+        print(f"ganfast sample: --ckpt: {err}", file=sys.stderr)
+        return 2
     model = model_from_checkpoint(state, ema=not args.no_ema)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device).eval()
