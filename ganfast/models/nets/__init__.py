@@ -33,12 +33,15 @@ the global choice (:func:`ganfast.use_backend`).
 from ._common import count_parameters, init_weights, stddev_group_size
 from .dcgan import ConvDiscriminator, ConvGenerator
 from .mlp import MLPDiscriminator, MLPGenerator
+from .progan import ProGANDiscriminator, ProGANGenerator
 
 #: network family -> (module, one line for ``ganfast list``)
 FAMILIES = {
     "mlp": ("ganfast.models.nets.mlp", "fully connected G and D (Goodfellow et al. 2014); points and small images"),
     "dcgan": ("ganfast.models.nets.dcgan", "DCGAN conv G and D (Radford et al. 2015) on the fused conv + BN + act "
                                             "layers; optional SAGAN attention, minibatch stddev/discrimination"),
+    "progan": ("ganfast.models.nets.progan", "ProGAN G and D (Karras et al. 2018): whole networks whose level of "
+                                              "detail picks the blocks that run and fades the newest one in"),
 }
 
 __all__ = [
@@ -47,6 +50,8 @@ __all__ = [
     "MLPDiscriminator",
     "ConvGenerator",
     "ConvDiscriminator",
+    "ProGANGenerator",
+    "ProGANDiscriminator",
     "init_weights",
     "count_parameters",
     "stddev_group_size",
