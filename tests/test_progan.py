@@ -350,3 +350,45 @@ def test_trains_through_a_fade_in_on_every_backend(backend, gen):
     assert float(logs["lod"]) == 0.0
     with torch.no_grad():
         assert m.sample(3).shape == (3, 1, 8, 8)
+
+
+@pytest.mark.parametrize("lod", [0.5, 0.0])
+def test_checkpointed_blocks_give_the_same_values_gradients_and_gradient_penalty(lod, monkeypatch):
+    """-o checkpoint_blocks=true recomputes the blocks in the backward: D's WGAN-GP penalty (a double backward
+    through the checkpointed blocks) and G's gradients equal the plain networks' in float64."""
+    torch.manual_seed(0)
+    plain = tiny(16).double()
+    torch.manual_seed(0)
+    ckpt = tiny(16, checkpoint_blocks=True).double()
+    assert ckpt.G.checkpoint_blocks and ckpt.D.checkpoint_blocks and not plain.D.checkpoint_blocks
+    ckpt.load_state_dict(plain.state_dict())
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(4, 1, 16, 16, generator=gen, dtype=torch.float64)
+    z = torch.randn(4, plain.G.latent_dim, generator=gen, dtype=torch.float64)
+
+    def grads(m):
+        xr = x.clone().requires_grad_()
+        (gx,) = torch.autograd.grad(m.D(xr, lod).sum(), [xr], create_graph=True)
+        penalty = (gx.flatten(1).norm(dim=1) - 1).square().mean()  # WGAN-GP's term, differentiated again
+        d_params = [p for p in m.D.parameters() if p.requires_grad]
+        gd = torch.autograd.grad(penalty, d_params, allow_unused=True)
+        fake = m.G(z, lod)
+        gg = torch.autograd.grad(m.D(fake, lod).sum(), list(m.G.parameters()), allow_unused=True)
+        return penalty.detach(), fake.detach(), gd, gg
+
+    from ganfast.models.nets import progan as nets
+
+    calls = []
+    real = nets.checkpoint
+    monkeypatch.setattr(nets, "checkpoint", lambda *a, **k: calls.append(k) or real(*a, **k))
+    pa, fa, gda, gga = grads(plain)
+    assert calls == []
+    pb, fb, gdb, ggb = grads(ckpt)
+    assert calls and all(k == {"use_reentrant": False} for k in calls)  # every block ran checkpointed
+    torch.testing.assert_close(pb, pa, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(fb, fa, rtol=1e-12, atol=1e-14)
+    for a, b in zip(gda + gga, gdb + ggb):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-12)
+    assert any(g is not None and g.abs().sum() > 0 for g in gdb)  # the penalty reaches D's block weights

@@ -109,6 +109,11 @@ class ProGANOptions(OptionsBase):
     reset_optimizers: bool = option(True, f"{_CODE}, train.py: reset_opt_for_new_lod = True",
                                     help="reset both Adam states when floor(lod) or ceil(lod) changes: as each fade-in "
                                          "starts and again as it ends")
+    checkpoint_blocks: bool = option(False, "activation checkpointing (Chen et al. 2016, arXiv:1604.06174) through "
+                                            "torch.utils.checkpoint, non-reentrant: not in the released code",
+                                     help="recompute each resolution block's activations in the backward instead of "
+                                          "keeping them (memory for time at large resolutions; gradient penalties "
+                                          "still work)")
 
     def resolve(self, method: Any) -> None:
         shape = list(self.sample_shape)
@@ -156,8 +161,10 @@ class ProGAN(Method):
 
     def build_networks(self) -> Dict[str, nn.Module]:
         o = self.options
-        return {"G": ProGANGenerator(o.latent_dim, o.sample_shape, o.fmap_base, o.fmap_max, o.normalize_latents),
-                "D": ProGANDiscriminator(o.sample_shape, o.fmap_base, o.fmap_max, o.mbstd_group_size)}
+        return {"G": ProGANGenerator(o.latent_dim, o.sample_shape, o.fmap_base, o.fmap_max, o.normalize_latents,
+                                     o.checkpoint_blocks),
+                "D": ProGANDiscriminator(o.sample_shape, o.fmap_base, o.fmap_max, o.mbstd_group_size,
+                                         o.checkpoint_blocks)}
 
     def optimizers(self) -> Dict[str, OptimizerSpec]:
         o = self.options

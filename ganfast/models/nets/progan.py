@@ -42,6 +42,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from ...nn import BiasLeakyReLUPixelNorm, MinibatchStdDev, PixelNorm
 from ...nn.equalized_lr import equalized_lr
@@ -97,6 +98,19 @@ def _dense(fin: int, fout: int, gain: float = _SQRT2, bias: bool = True) -> nn.L
     return equalized_lr(nn.Linear(fin, fout, bias=bias), gain=gain)
 
 
+def _run(block: nn.Module, x: Tensor, checkpointed: bool) -> Tensor:
+    """``block(x)``; with ``checkpointed``, its activations are recomputed in the backward instead of kept.
+
+    torch.utils.checkpoint's non-reentrant form (``use_reentrant=False``):
+    it supports ``torch.autograd.grad(..., create_graph=True)`` through the
+    block, so gradient penalties (WGAN-GP, R1) work on checkpointed networks
+    (tests/test_progan.py compares them with the plain run).
+    """
+    if checkpointed and torch.is_grad_enabled():
+        return checkpoint(block, x, use_reentrant=False)
+    return block(x)
+
+
 def _check_shape(sample_shape) -> tuple:
     c, h, w = (int(v) for v in sample_shape)
     k = int(round(math.log2(h))) if h > 0 else 0
@@ -125,14 +139,18 @@ class ProGANGenerator(nn.Module):
         sample_shape: ``(C, R, R)``, R a power of two >= 4.
         fmap_base, fmap_max: the channel rule ``nf``.
         normalize_latents: pixel norm on z (the code's default True).
+        checkpoint_blocks: recompute each resolution block's activations in
+            the backward instead of keeping them (memory for time at large
+            resolutions; double backward still works).
 
     The buffer ``lod`` is the level used when ``forward`` is given none (the
     method sets it every step, so EMA copies and checkpoints carry it).
     """
 
     def __init__(self, latent_dim: int, sample_shape, fmap_base: int = 8192, fmap_max: int = 512,
-                 normalize_latents: bool = True) -> None:
+                 normalize_latents: bool = True, checkpoint_blocks: bool = False) -> None:
         super().__init__()
+        self.checkpoint_blocks = bool(checkpoint_blocks)
         self.channels, self.resolution_log2 = _check_shape(sample_shape)
         self.latent_dim = int(latent_dim)
         k = self.resolution_log2
@@ -158,7 +176,7 @@ class ProGANGenerator(nn.Module):
         x = self.conv_act(self.conv(self.dense_act(x)))
         prev = x
         for res in range(3, top + 1):
-            prev, x = x, self.blocks[res - 3](x)
+            prev, x = x, _run(self.blocks[res - 3], x, self.checkpoint_blocks)
         img = self.to_rgb[top - 2](x)
         if top > 2 and alpha < 1.0:
             img = torch.lerp(_up(self.to_rgb[top - 3](prev), 2), img, alpha)
@@ -184,11 +202,14 @@ class ProGANDiscriminator(nn.Module):
     """``D(x, lod)`` -> ``(B,)`` scores for ``(B, C, R, R)`` images (``D_paper`` without labels).
 
     Args as :class:`ProGANGenerator`; ``mbstd_group_size`` is the minibatch
-    standard deviation layer's group (the code: 4; 0 disables it).
+    standard deviation layer's group (the code: 4; 0 disables it);
+    ``checkpoint_blocks`` as the generator's.
     """
 
-    def __init__(self, sample_shape, fmap_base: int = 8192, fmap_max: int = 512, mbstd_group_size: int = 4) -> None:
+    def __init__(self, sample_shape, fmap_base: int = 8192, fmap_max: int = 512, mbstd_group_size: int = 4,
+                 checkpoint_blocks: bool = False) -> None:
         super().__init__()
+        self.checkpoint_blocks = bool(checkpoint_blocks)
         self.channels, self.resolution_log2 = _check_shape(sample_shape)
         k = self.resolution_log2
 
@@ -211,11 +232,11 @@ class ProGANDiscriminator(nn.Module):
         img = _down(x, 2 ** (k - top))
         h = F.leaky_relu(self.from_rgb[top - 2](img), 0.2)
         if top > 2:
-            h = self.blocks[top - 3](h)
+            h = _run(self.blocks[top - 3], h, self.checkpoint_blocks)
             if alpha < 1.0:
                 h = torch.lerp(F.leaky_relu(self.from_rgb[top - 3](_down(img, 2)), 0.2), h, alpha)
             for res in range(top - 1, 2, -1):
-                h = self.blocks[res - 3](h)
+                h = _run(self.blocks[res - 3], h, self.checkpoint_blocks)
         if self.mbstd is not None:
             h = self.mbstd(h)
         h = F.leaky_relu(self.conv(h), 0.2)
