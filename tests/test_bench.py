@@ -254,3 +254,23 @@ def test_dcgan_step_script_runs_on_the_cpu(tmp_path):
         assert res["model"] == model and set(res["rows"]) == {"ganfast", "torch.nn"}
         assert all(r["median_ms"] > 0 and r["rounds"] == 3 for r in res["rows"].values())
         assert "speed vs torch.nn" in p.stdout and res["meta"]["commit"]
+
+
+def test_large_resolution_script_runs_on_the_cpu(tmp_path):
+    """bench/large_resolution.py (issue 14's memory benchmark) runs end to end on tiny ProGAN networks: one row per
+    resolution with and without checkpointing, positive times and memory; the numbers themselves are not checked."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "bench" / "large_resolution.py"
+    out = tmp_path / "large.json"
+    p = subprocess.run([sys.executable, str(script), "--resolutions", "16", "--batch", "4", "--amp", "none",
+                        "--iters", "1", "--warmup", "1", "--fmap-base", "32", "--fmap-max", "8", "--threads", "1",
+                        "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    rows = json.loads(out.read_text())
+    assert [(r["resolution"], r["checkpoint_blocks"]) for r in rows] == [(16, False), (16, True)]
+    assert all(r["median_s"] > 0 and r["peak_bytes"] >= 0 and r["device"] == "cpu" for r in rows)
+    assert "of without" in p.stdout
