@@ -533,9 +533,12 @@ def _run(
         phases = 1
         m = batch * h_out * w_out
         k = c_in * kh * kw
+    def needs_index64(block_m: int) -> bool:  # offsets into x, y, the weight or the stats partials past 2^30
+        return max(_extent(x), _extent(y), _extent(prob.weight), 4 * phases * triton.cdiv(m, block_m) * c_out) \
+            > _INDEX32_LIMIT
+
     cfg = _config(m, c_out, k, x.dtype)
-    if max(_extent(x), _extent(y), _extent(prob.weight), 4 * phases * triton.cdiv(m, cfg.block_m) * c_out) \
-            > _INDEX32_LIMIT:
+    if needs_index64(cfg.block_m):
         cfg = _config(m, c_out, k, x.dtype, index64=True)
     m_tiles = triton.cdiv(m, cfg.block_m)
     n_tiles = triton.cdiv(c_out, cfg.block_n)
@@ -544,7 +547,7 @@ def _run(
     part = torch.empty((4, phases * m_tiles, c_out), dtype=acc_dtype, device=x.device) if stats else None
     if y.numel() == 0:
         return y, part
-    index64 = max(_extent(x), _extent(y), _extent(prob.weight), 4 * phases * m_tiles * c_out) > _INDEX32_LIMIT
+    index64 = needs_index64(cfg.block_m)
     placeholder = x  # pointer argument for a disabled input, never read
     # Triton launches on the current CUDA device, which need not be x's.
     with torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext():
