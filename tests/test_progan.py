@@ -2,6 +2,7 @@
 resets, exact resume in the middle of a fade-in, and the WGAN-GP + drift loss."""
 
 import csv
+import dataclasses
 import math
 import shutil
 
@@ -151,7 +152,7 @@ def test_equalized_lr_on_every_layer_with_the_codes_gains():
     for layer, value in expect:
         assert scale(layer) == pytest.approx(value, rel=1e-12), layer
     stored = G.blocks[0].conv0.parametrizations.weight.original
-    assert 0.5 < float(stored.detach().std()) < 1.5 and G.dense_act.bias.abs().max() == 0  # N(0, 1) weights, zero biases
+    assert 0.5 < float(stored.detach().std()) < 1.5 and G.dense_act.bias.abs().max() == 0  # N(0, 1) weights, 0 biases
 
 
 # -- 3. pixel norm --------------------------------------------------------------------------------------
@@ -329,7 +330,6 @@ def test_registered_with_paper_defaults_and_sources():
     assert (o.fmap_base, o.fmap_max, o.latent_dim) == (8192, 512, 512)
     assert (o.lr, o.betas, o.eps, o.gradient_penalty, o.drift) == (1e-3, [0.0, 0.99], 1e-8, 10.0, 1e-3)
     assert (o.lod_training_kimg, o.lod_transition_kimg, o.mbstd_group_size) == (600.0, 600.0, 4)
-    import dataclasses
     assert all(f.metadata["source"] for f in dataclasses.fields(o) if f.name != "sample_shape")
     with pytest.raises(ValueError, match="power of two"):
         build("progan", sample_shape=[1, 12, 12])
@@ -392,3 +392,77 @@ def test_checkpointed_blocks_give_the_same_values_gradients_and_gradient_penalty
         if a is not None:
             torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-12)
     assert any(g is not None and g.abs().sum() > 0 for g in gdb)  # the penalty reaches D's block weights
+
+
+# -- per-resolution batch sizes (the code's minibatch_dict) -----------------------------------------------
+
+def _images_before(step, sizes, L, r0, t_kimg, f_kimg):
+    """Images shown before ``step``, counted one step at a time (the code's cur_nimg += minibatch)."""
+    nimg = 0
+    for _ in range(step):
+        res = 2 ** (L - math.floor(lod_at(nimg, L, r0, t_kimg, f_kimg)))
+        nimg += sizes(res)
+    return nimg
+
+
+@pytest.mark.parametrize("t_kimg,f_kimg,r0", [(0.5, 0.5, 4), (0.0, 0.3, 4), (0.7, 0.0, 4), (0.25, 0.33, 8),
+                                              (0.0, 0.0, 4)])
+def test_images_shown_with_per_resolution_batches_match_a_step_by_step_count(t_kimg, f_kimg, r0):
+    from ganfast.models.progan import nimg_at_step
+    sizes = {4: 48, 8: 32, 16: 7}
+    for step in list(range(0, 120)) + [500, 1001]:
+        want = _images_before(step, lambda r: sizes.get(r, 5), 5, r0, t_kimg, f_kimg)
+        assert nimg_at_step(step, lambda r: sizes.get(r, 5), 5, r0, t_kimg, f_kimg) == want, step
+    with pytest.raises(ValueError, match="step"):
+        nimg_at_step(-1, lambda r: 4, 5)
+
+
+def test_minibatch_dict_sets_each_steps_batch_and_resumes_exactly(tmp_path):
+    """-o minibatch_dict: a step at resolution r draws minibatch_dict[r] images (the rest --batch-size), the
+    lod follows the images shown, and a run resumed mid fade-in is the uninterrupted run."""
+    g = torch.Generator().manual_seed(3)
+    data = GANDataset("tiny", torch.rand(64, 1, 8, 8, generator=g) * 2 - 1)
+    options = {**TINY, "lod_training_kimg": 0.032, "lod_transition_kimg": 0.032, "minibatch_dict": {"4": 8, "8": 2}}
+
+    def make(out):
+        cfg = TrainConfig(model="progan", data="tiny", steps=24, batch_size=4, out=str(out), progress=False,
+                          log_every=1, checkpoint_every=12, sample_every=100, grid_size=4, model_options=options)
+        return Trainer(cfg, dataset=data)
+
+    a = make(tmp_path / "a")
+    seen = []
+    d_main = a.model.d_main
+    spy = lambda b, c: seen.append((c.step, len(b))) or d_main(b, c)  # noqa: E731
+    a.model.phases = lambda: [dataclasses.replace(p, loss=spy) if p.name == "D" else p
+                              for p in type(a.model).phases(a.model)]
+    a.fit()
+    # 4x4 draws 8 images a step up to 32 images: steps 0-4 (step 4 starts at 32, still lod 1); the fade-in
+    # to 8x8 draws 2 a step from 40 images on, lod = 1 - (nimg - 32) / 32
+    assert seen[:7] == [(0, 8), (1, 8), (2, 8), (3, 8), (4, 8), (5, 2), (6, 2)]
+    assert len(seen) == 24 and all(n == 2 for _, n in seen[5:])
+    assert a.model.nimg(5, 4) == 40 and a.model.nimg(9, 4) == 48 and a.model.nimg(21, 4) == 72
+    ra = read_metrics(tmp_path / "a" / "metrics.csv")
+    lods = [float(r["lod"]) for r in ra]
+    want = [min(1.0, max(0.0, 1 - (a.model.nimg(s, 4) - 32) / 32)) for s in range(24)]
+    assert lods == pytest.approx(want, abs=1e-7) and want[5] == 0.75 and want[12] == pytest.approx(0.3125)
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    b = make(tmp_path / "b")
+    assert b.resume(str(tmp_path / "b" / "checkpoints" / "ckpt-00000012.pt")) and b.step == 12
+    assert 0 < float(b.model.G.lod) < 1 and b.batches.offset == 40 + 7 * 2  # the cursor counts images
+    b.fit()
+    rb = read_metrics(tmp_path / "b" / "metrics.csv")
+    assert len(ra) == len(rb) == 24
+    for x, y in zip(ra, rb):
+        assert {k: v for k, v in x.items() if k != "images_per_s"} == {k: v for k, v in y.items()
+                                                                      if k != "images_per_s"}
+    for (k, p), q in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        assert torch.equal(p, q), k
+    with pytest.raises(ValueError, match="minibatch_dict"):
+        build("progan", sample_shape=[1, 8, 8], minibatch_dict={"3": 4})
+    with pytest.raises(ValueError, match="minibatch_dict"):
+        build("progan", sample_shape=[1, 8, 8], minibatch_dict={"4": 0})
+    with pytest.raises(ValueError, match="minibatch_dict"):
+        build("progan", sample_shape=[1, 8, 8], minibatch_dict=[4, 8])
+    m = build("progan", sample_shape=[1, 8, 8], minibatch_dict={"4": 8})
+    with pytest.raises(ValueError, match="'minibatch_dict' needs the trainer's loader"):
+        m.train_step(lambda: (torch.rand(4, 1, 8, 8), None), m.make_optimizers(), StepContext())

@@ -142,6 +142,48 @@ def test_sharded_batches_are_disjoint_deterministic_and_resumable():
     assert not torch.equal(epoch1, x0) and r0.epoch == 1  # a new order each epoch
 
 
+@pytest.mark.parametrize("lazy", [False, True])
+def test_sharded_batches_of_varying_size_follow_the_same_order_and_resume(lazy):
+    """A call may draw a batch size other than the loader's (ProGAN's minibatch_dict): the samples are the next
+    ones of the same epoch order, an epoch ends when fewer remain than asked for, and the image cursor resumes."""
+    ds = points(n=50)
+    if lazy:  # through a DataLoader, as image folders are (no tensors, not in memory)
+        class Lazy(torch.utils.data.Dataset):
+            def __init__(self, x):
+                self.x = x
+
+            def __len__(self):
+                return len(self.x)
+
+            def __getitem__(self, i):
+                return self.x[i], -1
+        ds = Lazy(ds.tensors[0])
+    fixed = ShardedBatches(ds, 1, seed=5)
+    order = torch.cat([fixed().image for _ in range(50)])  # the epoch's order, one sample at a time
+    b = ShardedBatches(ds, 4, seed=5)
+    sizes = [4, 7, 1, 4, 9]
+    got = [b(n).image if n != 4 else b().image for n in sizes]
+    assert [len(x) for x in got] == sizes
+    torch.testing.assert_close(torch.cat(got), order[:25])
+    assert b.offset == 25 and b.delivered_samples == 25 and b.state_dict()["offset"] == 25
+    again = ShardedBatches(ds, 4, seed=5)
+    again.load_state_dict(b.state_dict())
+    torch.testing.assert_close(again(3).image, order[25:28])
+    torch.testing.assert_close(b(3).image, order[25:28])
+    # 22 left in the epoch: a batch of 23 starts the next epoch (the ragged tail is dropped)
+    nxt = b(23)
+    assert b.epoch == 1 and b.offset == 23 and not torch.equal(nxt.image, order[28:50])
+    # a checkpoint written before the image cursor existed (batch position only) resumes at position * batch
+    old = ShardedBatches(ds, 4, seed=5)
+    old.load_state_dict({"epoch": 0, "position": 3, "seed": 5})
+    torch.testing.assert_close(old().image, order[12:16])
+    for bad in (0, -2, 2.5, True):
+        with pytest.raises(ValueError, match="batch_size must be a positive int"):
+            b(bad)
+    with pytest.raises(ValueError, match="larger than this process's share"):
+        b(51)
+
+
 # -- the CLI ---------------------------------------------------------------------------------------
 
 
@@ -205,6 +247,13 @@ def test_cli_train_sample_points(tmp_path):
     assert bad.returncode == 2 and "--ckpt: no checkpoint in" in bad.stderr and "Traceback" not in bad.stderr
     bad = ganfast("sample", "--ckpt", tmp_path / "nothing.pt", "--n", 3, "--out", tmp_path / "v.npy", check=False)
     assert bad.returncode == 2 and "no checkpoint at" in bad.stderr and "Traceback" not in bad.stderr
+    # a bad option value or dataset is a configuration error: one line naming it, exit 2, no traceback
+    for args, says in ((("-o", "fmap_base=-1", "--model", "progan"), "option 'fmap_base' must be >= 1; got -1"),
+                       (("--data", "no-such-data"), "unknown dataset 'no-such-data'"),
+                       (("--model", "progan", "-o", 'minibatch_dict={"5": 2}'), "powers of two from 4 to 16")):
+        bad = ganfast("train", *args, "--steps", 1, "--out", tmp_path / "bad", check=False)
+        assert bad.returncode == 2 and "ganfast train: error: " in bad.stderr and says in bad.stderr, bad.stderr
+        assert "Traceback" not in bad.stderr
 
 
 def test_cli_conditional_images_and_errors(tmp_path):
@@ -216,7 +265,7 @@ def test_cli_conditional_images_and_errors(tmp_path):
     ganfast("sample", "--ckpt", ck, "--n", 20, "--out", tmp_path / "g.png", "--label", 3)
     from PIL import Image
     assert Image.open(tmp_path / "g.png").size[0] >= 64
-    x = ganfast("sample", "--ckpt", ck, "--n", 7, "--out", tmp_path / "g.npy")
+    ganfast("sample", "--ckpt", ck, "--n", 7, "--out", tmp_path / "g.npy")
     assert np.load(tmp_path / "g.npy").shape == (7, 1, 8, 8)
     bad = ganfast("sample", "--ckpt", ck, "--n", 4, "--out", tmp_path / "g.png", "--label", 99, check=False)
     assert bad.returncode == 2 and "--label" in bad.stderr

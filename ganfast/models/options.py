@@ -73,6 +73,8 @@ class OptionsBase:
 def _plain(v: Any) -> Any:
     if isinstance(v, (list, tuple)):
         return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
     return v
 
 
@@ -97,6 +99,8 @@ def _describe_type(tp: Any) -> str:
         return f"{_describe_type(inner[0])} or None"
     if origin in (list, List, tuple, Tuple):
         return f"a list of {_describe_type(args[0])}s" if args else "a list"
+    if origin in (dict, Dict):
+        return f"a mapping to {_describe_type(args[1])}s" if args else "a mapping"
     return {int: "an int", float: "a number", bool: "true or false", str: "a string"}.get(tp, str(tp))
 
 
@@ -131,6 +135,11 @@ def _coerce(name: str, value: Any, tp: Any) -> Any:
             raise bad
         item = args[0] if args else Any
         return [_coerce(name, v, item) if item is not Any else v for v in value]
+    if origin in (dict, Dict):
+        if not isinstance(value, dict):
+            raise bad
+        item = args[1] if args else Any
+        return {str(k): (_coerce(f"{name}[{k!r}]", v, item) if item is not Any else v) for k, v in value.items()}
     return value
 
 

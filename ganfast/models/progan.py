@@ -20,12 +20,14 @@ Algorithm (``train.py``, ``loss.py``; B images per step)::
 The schedule is a pure function of the step and the number of images a
 step shows (the batch times the processes), so a run resumed anywhere, in
 the middle of a fade-in too, continues with the same ``lod``, and the
-optimiser resets happen on the same steps.  The batch size comes from the
-batch itself (``len(batch)``): the trainer does not tell a method its batch
-size, and the released code's per-resolution minibatch sizes
-(``minibatch_dict``) are not supported: the trainer's loader draws one batch
-size for the whole run (the code's default, ``minibatch_base = 16`` with an
-empty ``minibatch_dict``, is one size too).
+optimiser resets happen on the same steps.  Per-resolution batch sizes
+(``-o minibatch_dict='{"4": 128, "8": 128, "16": 64}'``, the code's
+``sched.minibatch_dict``; resolutions it does not name use ``--batch-size``,
+the code's ``minibatch_base``) draw that many images from the trainer's
+loader at each step; the images shown after s steps are then a sum over the
+resolutions passed (:func:`nimg_at_step`), still a pure function of s.  As in
+the code, the resolution of a step is ``2^(log2 R - floor(lod))``: a new
+resolution's batch size starts with its fade-in.
 
 Differences from the code: the schedule is evaluated every step (the code
 evaluates it every ``minibatch_repeats = 4`` steps), and there are no labels
@@ -37,7 +39,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import torch
 from torch import Tensor, nn
@@ -50,7 +52,7 @@ from .options import OptionsBase, option
 from .phases import Phase, StepContext
 from .registry import register
 
-__all__ = ["ProGAN", "ProGANOptions", "lod_at"]
+__all__ = ["ProGAN", "ProGANOptions", "lod_at", "nimg_at_step"]
 
 _CODE = "tkarras/progressive_growing_of_gans"
 
@@ -72,6 +74,52 @@ def lod_at(nimg: float, resolution_log2: int, initial_resolution: int = 4, train
     if transition_kimg > 0:
         lod -= max(phase_kimg - training_kimg, 0.0) / transition_kimg
     return max(float(lod), 0.0)
+
+
+def _resolution_of(lod: float, resolution_log2: int) -> int:
+    # train.py (TrainingSchedule): resolution = 2 ** (resolution_log2 - int(np.floor(lod)))
+    return 2 ** (resolution_log2 - int(math.floor(lod)))
+
+
+def nimg_at_step(step: int, images_per_step: Callable[[int], int], resolution_log2: int,
+                 initial_resolution: int = 4, training_kimg: float = 600.0, transition_kimg: float = 600.0) -> int:
+    """Real images shown before 0-based ``step`` when a step's batch depends on its resolution.
+
+    A step at ``nimg`` images shows ``images_per_step(resolution)`` more,
+    where ``resolution`` comes from ``lod_at(nimg)`` (the code's
+    ``minibatch_dict``).  Between the schedule's breakpoints (the starts and
+    ends of the fade-ins) the resolution is constant, so the steps are
+    counted a stretch at a time: O(number of resolutions), not O(step).
+
+    Raises:
+        ValueError: ``step`` is negative or ``images_per_step`` returns a non-positive count.
+    """
+    if step < 0:
+        raise ValueError(f"step must be >= 0; got {step}")
+    levels = resolution_log2 - int(math.floor(math.log2(initial_resolution)))
+    phase = (training_kimg + transition_kimg) * 1000.0
+    marks = sorted({x for i in range(levels + 1) for x in (i * phase, i * phase + training_kimg * 1000.0)
+                    if x >= 0})
+
+    def size_at(nimg: float) -> int:
+        m = images_per_step(_resolution_of(lod_at(nimg, resolution_log2, initial_resolution, training_kimg,
+                                                  transition_kimg), resolution_log2))
+        if m < 1:
+            raise ValueError(f"images_per_step must be positive; got {m}")
+        return m
+
+    nimg, done = 0, 0
+    while True:
+        m = size_at(nimg)
+        following = [x for x in marks if x > nimg]
+        if not following:  # full resolution for good
+            return nimg + (step - done) * m
+        # steps starting at nimg, nimg + m, ... strictly before the next mark all share nimg's resolution,
+        # except a step starting on a mark itself, which may not: that one is taken alone
+        k = 1 if nimg in marks else math.ceil((following[0] - nimg) / m)
+        if step - done <= k:
+            return nimg + (step - done) * m
+        nimg, done = nimg + k * m, done + k
 
 
 def _world_size() -> int:
@@ -109,6 +157,13 @@ class ProGANOptions(OptionsBase):
     reset_optimizers: bool = option(True, f"{_CODE}, train.py: reset_opt_for_new_lod = True",
                                     help="reset both Adam states when floor(lod) or ceil(lod) changes: as each fade-in "
                                          "starts and again as it ends")
+    minibatch_dict: Dict[str, int] = option({}, f"{_CODE}, train.py: sched minibatch_dict = {{}} (empty: "
+                                                "minibatch_base at every resolution); config.py, preset-v2-1gpu: "
+                                                "{{4: 128, 8: 128, 16: 128, 32: 64, 64: 32, 128: 16, 256: 8, 512: 4}}"
+                                                " with minibatch_base 4",
+                                            help="per-process batch size by resolution, as JSON with string keys "
+                                                 "('{\"4\": 128, \"8\": 64}'); resolutions not named use "
+                                                 "--batch-size")
     checkpoint_blocks: bool = option(False, "activation checkpointing (Chen et al. 2016, arXiv:1604.06174) through "
                                             "torch.utils.checkpoint, non-reentrant: not in the released code",
                                      help="recompute each resolution block's activations in the backward instead of "
@@ -128,6 +183,20 @@ class ProGANOptions(OptionsBase):
             raise ValueError(f"option 'lod_initial_resolution' must be a power of two between 4 and {h}; got {r0}")
         if self.latent_dim is None:
             self.latent_dim = feature_maps(0, self.fmap_base, self.fmap_max)
+        if not isinstance(self.minibatch_dict, dict):
+            raise ValueError(f"option 'minibatch_dict' must be a mapping resolution -> batch size, e.g. "
+                             f"{{\"4\": 128, \"8\": 64}}; got {self.minibatch_dict!r}")
+        checked = {}
+        for key, size in self.minibatch_dict.items():
+            res = int(key) if isinstance(key, int) or (isinstance(key, str) and key.isdigit()) else None
+            if res is None or res < r0 or res > h or res & (res - 1):
+                raise ValueError(f"option 'minibatch_dict': keys must be resolutions, powers of two from {r0} to "
+                                 f"{h}; got {key!r}")
+            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+                raise ValueError(f"option 'minibatch_dict': the batch size at {res} must be a positive int; "
+                                 f"got {size!r}")
+            checked[str(res)] = size
+        self.minibatch_dict = checked
 
 
 @register
@@ -147,7 +216,8 @@ class ProGAN(Method):
     # here; these runs use nf = min(128 / 2^stage, 32): 32 channels up to 8x8, 16 at 16x16, 8 at 32x32,
     # latent 32. Batch 16 (the code's minibatch_base) and 8k images stable + 8k fading per resolution
     # (the paper: 800k + 800k): digits reaches 16x16 (lod 0) at step 2000 of 4000 and fashion-mnist 32x32
-    # at step 3000. A short EMA (0.99: the code's 0.999 averages over ~1000 steps, a quarter of this run,
+    # at step 3000 (measured 2026-12-01 alone on the 2-core CPU, seed 0: digits 186 s, fashion-mnist 200 s
+    # wall for 4000 steps). A short EMA (0.99: the code's 0.999 averages over ~1000 steps, a quarter of this run,
     # and would mix in the lower-resolution generators). Measured: one thread, 4x4 0.015 s/step, 16x16
     # 0.05 s/step, 32x32 0.13 s/step (two threads are slower while another job shares the 2 cores).
     recommended = {"image": {"steps": 4000, "batch_size": 16, "lr_schedule": "constant", "ema_decay": 0.99,
@@ -156,6 +226,7 @@ class ProGAN(Method):
 
     def configure(self) -> None:
         o = self.options
+        self._loader_batch: Optional[int] = None
         self.sample_shape = tuple(o.sample_shape)
         self.resolution_log2 = int(round(math.log2(o.sample_shape[-1])))
 
@@ -183,14 +254,63 @@ class ProGAN(Method):
 
     # -- the schedule ----------------------------------------------------------------------------------
 
-    def lod(self, step: int, images_per_step: int) -> float:
-        """The level of detail of 0-based ``step`` when each step shows ``images_per_step`` real images."""
+    def batch_size_at(self, resolution: int, base: int) -> int:
+        """Per-process batch size at ``resolution``: ``minibatch_dict``'s, else ``base`` (``--batch-size``)."""
+        return int(self.options.minibatch_dict.get(str(resolution), base))
+
+    def nimg(self, step: int, images_per_step: int) -> int:
+        """Real images shown before 0-based ``step``; ``images_per_step``: the loader's batch times the processes."""
         o = self.options
-        return lod_at(step * images_per_step, self.resolution_log2, o.lod_initial_resolution,
+        if not o.minibatch_dict:
+            return step * images_per_step
+        world = max(1, _world_size())
+        base = max(1, images_per_step // world)
+        return nimg_at_step(step, lambda res: self.batch_size_at(res, base) * world, self.resolution_log2,
+                            o.lod_initial_resolution, o.lod_training_kimg, o.lod_transition_kimg)
+
+    def lod(self, step: int, images_per_step: int) -> float:
+        """The level of detail of 0-based ``step``; ``images_per_step``: the loader's batch times the processes.
+
+        Without ``minibatch_dict`` every step shows ``images_per_step`` images;
+        with it, the step's resolution sets its batch (:func:`nimg_at_step`).
+        """
+        o = self.options
+        return lod_at(self.nimg(step, images_per_step), self.resolution_log2, o.lod_initial_resolution,
                       o.lod_training_kimg, o.lod_transition_kimg)
 
     def _lod_of(self, batch, ctx: StepContext) -> float:
-        return self.lod(ctx.step, len(batch) * _world_size())
+        return self.lod(ctx.step, self._base_batch(batch) * _world_size())
+
+    def _base_batch(self, batch) -> int:
+        # the loader's batch size when train_step was given the trainer's loader; else the batch's own
+        return self._loader_batch if self._loader_batch is not None else len(batch)
+
+    def train_step(self, next_batch: Callable[..., Any], optimizers: Mapping[str, torch.optim.Optimizer],
+                   ctx: Optional[StepContext] = None) -> Dict[str, Tensor]:
+        """One iteration; with ``minibatch_dict`` the batch is drawn at the size of the step's resolution.
+
+        Raises:
+            ValueError: ``minibatch_dict`` is set but ``next_batch`` cannot
+                draw a batch of a given size (it is not the trainer's loader).
+        """
+        ctx = StepContext() if ctx is None else ctx
+        base = getattr(next_batch, "batch_size", None)
+        self._loader_batch = base if isinstance(base, int) else None
+        draw = next_batch
+        if self.options.minibatch_dict:
+            if self._loader_batch is None:
+                raise ValueError("option 'minibatch_dict' needs the trainer's loader (a next_batch that takes a "
+                                 "batch size and has a batch_size attribute); got "
+                                 f"{type(next_batch).__name__}")
+            lod = self.lod(ctx.step, self._loader_batch * _world_size())
+            size = self.batch_size_at(_resolution_of(lod, self.resolution_log2), self._loader_batch)
+
+            def draw():
+                return next_batch(size)
+        try:
+            return super().train_step(draw, optimizers, ctx)
+        finally:
+            self._loader_batch = None
 
     def enter_step(self, lod: float, previous: Optional[float],
                    optimizers: Mapping[str, torch.optim.Optimizer]) -> bool:

@@ -149,12 +149,16 @@ def _run_train(args: argparse.Namespace) -> int:
         if saved.get("out") is None:
             saved["out"] = out
         cfg = TrainConfig.from_dict(saved)
-        trainer = Trainer(cfg)
+        trainer = _configured(Trainer, cfg)
+        if trainer is None:
+            return 2
         trainer._setup()
         trainer.load_state_dict(state)
         print(f"ganfast train: resuming {trainer.model.name} from step {trainer.step} ({ckpt_path})", file=sys.stderr)
     else:
-        trainer = Trainer(fresh)
+        trainer = _configured(Trainer, fresh)
+        if trainer is None:
+            return 2
     if trainer.dist.is_main:
         print(f"ganfast train: {trainer.model.name} on {trainer.dataset!r}, {trainer.steps} steps of batch "
               f"{trainer.batch_size} on {trainer.device}, writing to {trainer.out}", file=sys.stderr)
@@ -174,6 +178,15 @@ def _run_train(args: argparse.Namespace) -> int:
     from . import distributed
     distributed.teardown()
     return 130 if summary["stopped"] else 0
+
+
+def _configured(trainer_cls, cfg):
+    """The trainer, or None after printing a configuration error (a bad option, dataset or size) without a traceback."""
+    try:
+        return trainer_cls(cfg)
+    except (ValueError, TypeError, FileNotFoundError) as e:
+        print(f"ganfast train: error: {e}", file=sys.stderr)
+        return None
 
 
 def _slug(s: str) -> str:

@@ -562,7 +562,7 @@ class Trainer:
                                        resume_step=self.step if resumed else None, tensorboard_dir=tb)
             bar = self._progress(main)
             stopped = False
-            t_last, drawn_last = time.perf_counter(), self.batches.delivered
+            t_last, drawn_last = time.perf_counter(), self.batches.delivered_samples
             pending: Dict[str, float] = {}  # evaluation results waiting for the next logged row
             try:
                 with _StopRequest() as stop:
@@ -586,9 +586,9 @@ class Trainer:
                         if self.step % cfg.log_every == 0 or self.step == self.steps:
                             vals = {k: float(v) for k, v in D.mean_over_ranks(logs).items()}
                             now = time.perf_counter()
-                            images = self.batch_size * self.dist.world_size * (self.batches.delivered - drawn_last)
+                            images = self.dist.world_size * (self.batches.delivered_samples - drawn_last)
                             vals["images_per_s"] = images / max(now - t_last, 1e-9)
-                            t_last, drawn_last = now, self.batches.delivered
+                            t_last, drawn_last = now, self.batches.delivered_samples
                             _check_finite(vals, self.step)
                             vals.update(pending)
                             pending = {}
