@@ -39,6 +39,7 @@ def run_one(res: int, batch: int, checkpoint: bool, amp: str, channels_last: boo
             warmup: int, fmap_base: int, fmap_max: int) -> dict:
     import torch
 
+    from ganfast.losses import gradient_penalty
     from ganfast.models import build
 
     dev = torch.device(device)
@@ -64,10 +65,7 @@ def run_one(res: int, batch: int, checkpoint: bool, amp: str, channels_last: boo
         with autocast():
             fake = G(z).detach()
             d_real, d_fake = D(reals), D(fake)
-            eps = torch.rand(batch, 1, 1, 1, device=dev)
-            mixed = torch.lerp(reals, fake, eps).requires_grad_()
-            (grad,) = torch.autograd.grad(D(mixed).float().sum(), [mixed], create_graph=True)
-            gp = (grad.float().flatten(1).norm(dim=1) - 1).square().mean()
+            gp = gradient_penalty(D, reals, fake)  # as progan's D step: x_hat in float32, D under autocast
             loss_d = d_fake.float().mean() - d_real.float().mean() + 10 * gp + 1e-3 * d_real.float().square().mean()
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()

@@ -338,8 +338,10 @@ def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Ten
         critic: maps a batch to ``(B, ...)`` (one value or a map of values per
             sample; wrap a conditional critic in a lambda that supplies its labels).  Its parameters get
             gradients through the penalty (double backward).
-        real, fake: batches of the same shape, dtype and device; both are
-            detached, so no gradient reaches the generator.
+        real, fake: batches of the same shape and device; both are detached,
+            so no gradient reaches the generator.  Same dtype, except that a
+            bfloat16 / float16 batch (a generator's output under autocast)
+            may meet a float32 one: the interpolation is then in float32.
         center: the target gradient norm.
         generator: draws ``eps``; on its own device (then moved to ``real``'s),
             default ``real``'s device and the global generator.
@@ -359,7 +361,12 @@ def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Ten
     if real.device != fake.device:
         raise ValueError(f"real and fake must be on the same device; got {real.device} and {fake.device}")
     if real.dtype != fake.dtype:
-        raise ValueError(f"real and fake must have the same dtype; got {real.dtype} and {fake.dtype}")
+        half = (torch.bfloat16, torch.float16)
+        if not (real.dtype in half or fake.dtype in half):
+            raise ValueError(f"real and fake must have the same dtype (or one of them bfloat16/float16, as autocast "
+                             f"makes it); got {real.dtype} and {fake.dtype}")
+        wide = torch.promote_types(real.dtype, fake.dtype)
+        real, fake = real.to(wide), fake.to(wide)
     center = float(center)
     batch = real.shape[0]
     eps = _uniform(batch, real, generator).reshape((batch,) + (1,) * (real.dim() - 1))

@@ -383,6 +383,15 @@ def test_penalty_argument_errors():
         L.gradient_penalty(critic, x, torch.randn(3, 5))
     with pytest.raises(ValueError, match="same dtype"):
         L.gradient_penalty(critic, x, x.double())
+    # a bf16 fake (G's output under autocast) meets float32 reals: interpolated in float32
+    w = torch.randn(4)
+    lin = lambda v: (v * w).sum(1) ** 2  # noqa: E731
+    fake16 = torch.randn(3, 4).bfloat16()
+    g = torch.Generator().manual_seed(0)
+    mixed = L.gradient_penalty(lin, x, fake16, generator=g)
+    g = torch.Generator().manual_seed(0)
+    torch.testing.assert_close(mixed, L.gradient_penalty(lin, x, fake16.float(), generator=g), rtol=0, atol=0)
+    assert mixed.dtype == torch.float32
     with pytest.raises(ValueError, match="real is an empty batch"):
         L.gradient_penalty(critic, torch.empty(0, 4), torch.empty(0, 4))
     with pytest.raises(TypeError, match="fake must be a torch.Tensor"):

@@ -142,6 +142,30 @@ def test_unrolled_gradient_flows_through_the_unroll():
     assert not torch.allclose(full, first) and not torch.allclose(first, none)
 
 
+def test_unrolled_gradient_is_finite_where_a_discriminator_gradient_is_exactly_zero():
+    """A D parameter whose gradient is exactly 0 (a unit whose output is multiplied by 0 here; small gradients underflowing under bf16
+    autocast in practice) has Adam second moment 0; sqrt's derivative there is inf and made G's unrolled gradient
+    NaN.  The unroll's sqrt has derivative 0 at 0, and its values are sqrt's."""
+    from ganfast.models.unrolled import _sqrt0
+
+    v = torch.tensor([0.0, 0.25, 4.0], dtype=torch.float64, requires_grad=True)
+    r = _sqrt0(v)
+    (g,) = torch.autograd.grad(r.sum(), v)
+    assert r.tolist() == [0.0, 0.5, 2.0] and g.tolist() == [0.0, 1.0, 0.25]
+    ds = tiny_points()
+    torch.manual_seed(3)
+    m = build("unrolled", dataset=ds, hidden=[8, 8], latent_dim=3, unroll_steps=2)
+    second = [mod for mod in m.D.modules() if isinstance(mod, torch.nn.Linear)][1]
+    with torch.no_grad():
+        second.weight[:, 0].zero_()  # hidden unit 0 reaches nothing: its incoming weights' gradients are exactly 0
+    ctx = StepContext()
+    ctx.optimizers = m.make_optimizers()
+    torch.manual_seed(4)
+    loss, _ = m.g_phase(Batch(image=ds.tensors[0][:16]), ctx)
+    grads = torch.autograd.grad(loss, list(m.G.parameters()))
+    assert all(torch.isfinite(g).all() for g in grads) and any(g.abs().sum() > 0 for g in grads)
+
+
 def test_unrolled_first_order_equals_a_copy_trained_by_adam():
     """unroll_grad=False evaluates G's loss on D after k real Adam steps (the unrolled update rule is Adam's)."""
     import copy
@@ -254,3 +278,36 @@ def test_common_defaults_are_all_options():
     import dataclasses
     m = build("dcgan", dataset=tiny_images(), width=4)
     assert {f.name for f in dataclasses.fields(AdversarialOptions)} <= set(m.config)
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+@pytest.mark.parametrize("name", ALL)
+def test_every_method_trains_under_autocast(name, amp, tmp_path):
+    """--amp bf16/fp16 through the trainer: a few steps with finite losses (the trainer raises on non-finite ones).
+    Found wgan-gp/progan's penalty rejecting bf16 fakes with float32 reals, and NaN in unrolled's sqrt."""
+    from ganfast.train import TrainConfig, Trainer
+
+    ds = tiny_images(n=32)
+    options = {"fmap_base": 16, "fmap_max": 8, "lod_training_kimg": 0.016, "lod_transition_kimg": 0.016} \
+        if name == "progan" else small(name, ds)
+    cfg = TrainConfig(model=name, data="tiny", steps=4, batch_size=8, amp=amp, out=str(tmp_path), progress=False,
+                      log_every=1, sample_every=100, checkpoint_every=100, grid_size=4, model_options=options)
+    t = Trainer(cfg, dataset=ds)
+    t.fit()
+    assert len(t.history) == 4 and all(math.isfinite(v) for v in t.history[-1].values()), t.history
+    if amp == "bf16":  # no scaler: every step is finite; fp16 may overflow early, the scaler skipping those steps
+        assert all(math.isfinite(v) for row in t.history for v in row.values()), t.history
+    assert all(torch.isfinite(p).all() for p in t.model.parameters())
+
+
+def test_a_non_finite_log_is_divergence_unless_the_fp16_scaler_skipped_that_step():
+    from ganfast.train.trainer import _check_finite
+
+    _check_finite({"d_loss": 1.0}, 3)
+    _check_finite({"d_loss": float("nan")}, 3, {"D": 32768.0})  # overflow: the scaler skipped and halved
+    with pytest.raises(FloatingPointError, match="diverged at step 3: d_loss"):
+        _check_finite({"d_loss": float("nan")}, 3)
+    with pytest.raises(FloatingPointError, match="diverged"):
+        _check_finite({"d_loss": float("inf")}, 3, {})
+    with pytest.raises(FloatingPointError, match="diverged"):  # halved below 1: not the scale's fault
+        _check_finite({"d_loss": float("inf")}, 3, {"D": 0.5})

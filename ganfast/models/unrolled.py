@@ -91,7 +91,20 @@ class Unrolled(AdversarialGAN):
                 v[n] = b2 * v[n] + (1 - b2) * g * g
                 mhat = m[n] / (1 - b1 ** t)
                 vhat = v[n] / (1 - b2 ** t)
-                nxt[n] = cur[n] - lr * mhat / (vhat.sqrt() + eps)
+                nxt[n] = cur[n] - lr * mhat / (_sqrt0(vhat) + eps)
             cur = nxt if create_graph else {n: p.detach().requires_grad_(True) for n, p in nxt.items()}
         g_loss = L.generator_loss(self.loss, d_out(fake, cur))
         return g_loss, {"g_loss": g_loss.detach()}
+
+
+def _sqrt0(v: Tensor) -> Tensor:
+    """``sqrt(v)`` whose derivative is 0, not inf, where ``v == 0``.
+
+    Adam's second moment is exactly 0 where every gradient so far was 0 (more
+    often under bf16 autocast, where small gradients underflow); sqrt's
+    derivative there is inf, and inf * dv/dg = inf * 0 makes the unrolled
+    gradient NaN.  The value is sqrt's everywhere; at v = 0 the derivative
+    of sqrt(v(g)) = c|g| is a subgradient, and 0 is one.
+    """
+    pos = v > 0
+    return torch.where(pos, torch.where(pos, v, torch.ones_like(v)).sqrt(), torch.zeros_like(v))

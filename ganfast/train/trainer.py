@@ -573,6 +573,9 @@ class Trainer:
                         self.model.train()
                         step_begin(self.compile_plan, self.device)
                         t_step = time.perf_counter()
+                        logged = (self.step + 1) % cfg.log_every == 0 or self.step + 1 == self.steps
+                        # fp16: the scales before a logged step tell whether the scaler skipped it (an overflow)
+                        scales = {k: sc.get_scale() for k, sc in self.scalers.items()} if logged else {}
                         with explained(self.compile_plan):
                             logs = self.model.train_step(self.batches, self.optimizers, self.ctx)
                         if self.compile_plan is not None and self.first_step_seconds is None:
@@ -589,7 +592,9 @@ class Trainer:
                             images = self.dist.world_size * (self.batches.delivered_samples - drawn_last)
                             vals["images_per_s"] = images / max(now - t_last, 1e-9)
                             t_last, drawn_last = now, self.batches.delivered_samples
-                            _check_finite(vals, self.step)
+                            skipped = {k: sc.get_scale() for k, sc in self.scalers.items()
+                                       if k in scales and sc.get_scale() < scales[k]}
+                            _check_finite(vals, self.step, skipped)
                             vals.update(pending)
                             pending = {}
                             self.history.append({"step": self.step, **vals})
@@ -727,8 +732,20 @@ def model_from_checkpoint(state: Dict[str, Any], *, ema: bool = True) -> Method:
     return model
 
 
-def _check_finite(vals: Dict[str, float], step: int) -> None:
+def _check_finite(vals: Dict[str, float], step: int, skipped: Optional[Dict[str, float]] = None) -> None:
+    """Raise FloatingPointError when a logged value is non-finite, except on an fp16 step its gradient scaler skipped.
+
+    ``skipped``: the scalers whose scale fell during the step, with their new
+    scale.  Overflowing fp16 gradients (a gradient penalty's scaled input
+    gradient often does in the first steps) make the logged losses inf/NaN;
+    the scaler then skips the optimiser step and halves its scale (PyTorch's
+    AMP recipe), so the weights stay finite and training goes on.  When the
+    scale has fallen below 1 (16 halvings from 65536), the overflow is not
+    the scale's fault: that is divergence.
+    """
     bad = [k for k, v in vals.items() if not math.isfinite(v)]
+    if bad and skipped and min(skipped.values()) >= 1.0:
+        return
     if bad:
         raise FloatingPointError(
             f"training diverged at step {step}: {', '.join(bad)} became non-finite; lower the learning rates,"

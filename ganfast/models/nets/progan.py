@@ -72,6 +72,13 @@ def _down(x: Tensor, factor: int) -> Tensor:
     return x if factor == 1 else F.avg_pool2d(x, factor)
 
 
+def _lerp(start: Tensor, end: Tensor, alpha: float) -> Tensor:
+    # under autocast the two paths can come out in different dtypes (a conv in bf16, an elementwise op in
+    # float32): blend in the wider one, as the dtype promotion of an addition would
+    dtype = torch.promote_types(start.dtype, end.dtype)
+    return torch.lerp(start.to(dtype), end.to(dtype), alpha)
+
+
 def blend_reals(x: Tensor, lod: float) -> Tensor:
     """Real R x R images as D sees them at ``lod`` (the code's ``process_reals``).
 
@@ -86,7 +93,7 @@ def blend_reals(x: Tensor, lod: float) -> Tensor:
     factor = 2 ** (k - top)
     xr = _down(x, factor)
     if alpha < 1.0:
-        xr = torch.lerp(_up(_down(xr, 2), 2), xr, alpha)
+        xr = _lerp(_up(_down(xr, 2), 2), xr, alpha)
     return _up(xr, factor)
 
 
@@ -179,7 +186,7 @@ class ProGANGenerator(nn.Module):
             prev, x = x, _run(self.blocks[res - 3], x, self.checkpoint_blocks)
         img = self.to_rgb[top - 2](x)
         if top > 2 and alpha < 1.0:
-            img = torch.lerp(_up(self.to_rgb[top - 3](prev), 2), img, alpha)
+            img = _lerp(_up(self.to_rgb[top - 3](prev), 2), img, alpha)
         return _up(img, 2 ** (k - top))
 
 
@@ -234,7 +241,7 @@ class ProGANDiscriminator(nn.Module):
         if top > 2:
             h = _run(self.blocks[top - 3], h, self.checkpoint_blocks)
             if alpha < 1.0:
-                h = torch.lerp(F.leaky_relu(self.from_rgb[top - 3](_down(img, 2)), 0.2), h, alpha)
+                h = _lerp(F.leaky_relu(self.from_rgb[top - 3](_down(img, 2)), 0.2), h, alpha)
             for res in range(top - 1, 2, -1):
                 h = _run(self.blocks[res - 3], h, self.checkpoint_blocks)
         if self.mbstd is not None:
