@@ -69,6 +69,9 @@ ISSUE: Tuple[IssueRow, ...] = (
              "a normalisation stage >= 80% of the copy bandwidth (DESIGN.md); ProGAN G at 64^2 (eager and the "
              "kernel only: a torch.compile here would not fit the stage's budget; `ganfast bench --op "
              "bias_act_pixel_norm` has it)", providers=("eager", "ganfast-triton")),
+    IssueRow("upfirdn2d", r"downsample2d D 256 16x128x256x256", (FWD_BWD,),
+             "StyleGAN2's resampling >= 1.5x eager and >= 1.1x torch.compile in bf16 (issue 15); the kernel only "
+             "(the torch backend is eager's own maths)", providers=("eager", "compile", "ganfast-triton")),
     IssueRow("minibatch_stddev", r"G=4 F=1 16x64x256x256", (FWD_BWD,),
              "a normalisation stage >= 80% of the copy bandwidth (DESIGN.md); ProGAN D at 256^2"),
     IssueRow("feature_stats", r"batch=500 50000x2048", (FWD,),

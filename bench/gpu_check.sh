@@ -14,7 +14,7 @@
 #                       built it here in 31 s on 2 cores (sm_80 + sm_90 + compute_90, nvcc --threads 0);
 #                       16 cores run the three targets and the C++ file side by side, plus ~10 s of pip.
 # doctor         15 s   ~5 s: import torch + ganfast, probe the extension and Triton.
-# smoke          45 s   ~30 s: bench/gpu_smoke.py: 12 ops x their backends (32 op-backend pairs on CUDA)
+# smoke          45 s   ~30 s: bench/gpu_smoke.py: 13 ops x their backends (32 op-backend pairs on CUDA)
 #                       x 4 dtypes = 128 cases, forward + first derivatives against float64, one realistic
 #                       shape each.  Compute is milliseconds per case (2048-d eigh: ~1 s per dtype); the
 #                       cost is Triton's JIT: 120 kernel variants (counted under the interpreter), 0.1-0.9 s
@@ -27,12 +27,12 @@
 #                       of compile at the loaded 2-core dev machine's speed, ~120 s on an idle core, over 12
 #                       pytest-xdist workers (installed there) ~15 s, + ~15 s worker start-up and collection,
 #                       + 3 torch.compile tests (~20 s each, side by side).
-# bench         150 s   ~142 s: bench/gpu_bench.py, every op at its issue shape in bf16 (9 cases,
+# bench         165 s   ~158 s: bench/gpu_bench.py, every op at its issue shape in bf16 (10 cases,
 #                       one pass each; `bench/gpu_bench.py --plan` prints the count): per (case, pass) up to 7
 #                       providers x (6 fixed calls + 25 ms warm-up + 200 ms or >= 10 repetitions), one
 #                       torch.compile (~5 s fwd, ~10 s fwd+bwd, +15 s for the first), 2 s of Triton JIT.
 #                       (`ganfast bench` in full is 1,599 timed rows and 265 compiles: most of an hour.)
-# dcgan-step     40 s   ~15 s: bench/dcgan_step.py, issue 7's target (ganfast >= 1.3x torch.nn): DCGAN 64x64,
+# dcgan-step     25 s   ~15 s: bench/dcgan_step.py, issue 7's target (ganfast >= 1.3x torch.nn): DCGAN 64x64,
 #                       batch 128, bf16, 2 providers x (10 warm-up + 50 timed) iterations of ~330 GFLOP
 #                       (~5 ms each) = 0.6 s, + ~10 s import, model build and the fused layers' first-call JIT.
 #                       Its third provider, torch.compile of G and D (forward and backward graphs, tens of
@@ -66,7 +66,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 GRACE=3   # seconds between a stage's SIGTERM and its SIGKILL
 TOTAL_LIMIT=420
 STAGES=(nvidia-smi build doctor smoke gpu-tests bench dcgan-step)
-declare -A BUDGET=([nvidia-smi]=10 [build]=60 [doctor]=15 [smoke]=45 [gpu-tests]=75 [bench]=150 [dcgan-step]=40)
+declare -A BUDGET=([nvidia-smi]=10 [build]=60 [doctor]=15 [smoke]=45 [gpu-tests]=75 [bench]=165 [dcgan-step]=25)
 declare -A LOG=([nvidia-smi]=nvidia-smi.txt [build]=build.log [doctor]=doctor.txt [smoke]=smoke.log
                 [gpu-tests]=gpu_tests.log [bench]=bench.txt [dcgan-step]=dcgan_step.txt)
 # Commands run with `bash -c` under `timeout`, with OUT and PY exported.  The machine's python is python3.

@@ -132,6 +132,7 @@ def cases() -> Dict[str, SmokeCase]:
     from ganfast.ref import minibatch_stddev as ref_mbstd
     from ganfast.ref import self_attention2d as ref_sa
     from ganfast.ref import sqrtm as ref_sqrtm
+    from ganfast.ref import upfirdn2d as ref_ufd
 
     lrelu = dict(act="leaky_relu", negative_slope=0.2, gain=math.sqrt(2.0))  # StyleGAN's lrelu
 
@@ -142,6 +143,14 @@ def cases() -> Dict[str, SmokeCase]:
     def bapn_inputs(dtype, device, gen, tiny):
         n, c, h, w = (2, 5, 3, 7) if tiny else (16, 256, 64, 64)
         return [_randn(gen, device, dtype, n, c, h, w, scale=2.0), _randn(gen, device, dtype, c)]
+
+    def ufd_inputs(dtype, device, gen, tiny):
+        n, c, h, w = (2, 5, 7, 6) if tiny else (16, 128, 256, 256)
+        return [_randn(gen, device, dtype, n, c, h, w)]
+
+    def ufd_ref(x):  # downsample2d with StyleGAN2's [1, 3, 3, 1]: down 2, padding 1 on every side
+        return ref_ufd.upfirdn2d(x, ganfast.ops.setup_filter(device=x.device, dtype=x.dtype), (1, 1), (2, 2),
+                                 (1, 1, 1, 1))
 
     def bn_inputs(dtype, device, gen, tiny):
         n, c, h, w = (3, 5, 4, 6) if tiny else (128, 128, 16, 16)
@@ -261,6 +270,8 @@ def cases() -> Dict[str, SmokeCase]:
         SmokeCase("self_attention2d", "B=64, C=256, 32x32 (SAGAN block at 32^2; N=1024, d=32)", "B=2 C=6 N=30",
                   sa_inputs, lambda q, k, v, backend: ganfast.ops.self_attention2d(q, k, v, backend=backend),
                   ref_sa.self_attention2d, (0, 1, 2)),
+        SmokeCase("upfirdn2d", "16x128x256x256 downsample2d, [1, 3, 3, 1] (StyleGAN2 D at 256^2)", "2x5x7x6",
+                  ufd_inputs, lambda x, backend: ganfast.ops.downsample2d(x, backend=backend), ufd_ref, (0,)),
         SmokeCase("sqrtm", "2048x2048 (FID's covariance size)", "12x12", psd,
                   lambda a, backend: ganfast.ops.sqrtm(a, backend=backend), ref_sqrtm.sqrtm_psd, (0,)),
         SmokeCase("sqrtm_trace", "2048x2048 pair (FID from Inception statistics)", "12x12 pair",

@@ -239,6 +239,8 @@ _CPU_WHY = {
                                          "backward)"),
     "minibatch_stddev": _CPU + ("torch 1.19 ms vs aten 1.29 ms at 16x512x4x4, 51.2 vs 55.4 ms at 64x256x8x8 (the "
                                  "closed-form backward wins)"),
+    "upfirdn2d": "not measured on the CPU yet: the reference (ATen's zero-stuffing, pad and depthwise conv2d) is the "
+                 "only CPU implementation (Triton runs only under the interpreter there)",
     "self_attention2d": _CPU + ("aten 53.5 ms vs torch 80.0 ms at 8 x (32, 32, 256) x 256 positions (no recompute of "
                                  "the attention in the backward)"),
 }
@@ -283,6 +285,10 @@ OPS: Tuple[OpSpec, ...] = (
     OpSpec("self_attention2d", "ganfast.ops.self_attention2d", ("torch", "aten", "triton"), ("triton", "torch"),
            "the reference stores the (B, N, N) attention matrix",
            ("aten", "torch"), _CPU_WHY["self_attention2d"]),
+    OpSpec("upfirdn2d", "ganfast.ops.upfirdn2d", ("torch", "triton"), ("triton", "torch"),
+           "one pass computing each kept output from x, against eager's zero-stuffed, padded and fully convolved "
+           "copies",
+           ("torch",), _CPU_WHY["upfirdn2d"]),
     OpSpec("sqrtm", "ganfast.ops.sqrtm", ("torch",), ("torch",), "LAPACK / cuSOLVER factorizations",
            ("torch",), "LAPACK; one implementation"),
     OpSpec("sqrtm_trace", "ganfast.ops.sqrtm", ("torch",), ("torch",), "LAPACK / cuSOLVER factorizations",

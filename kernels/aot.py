@@ -305,6 +305,7 @@ def _specs(level: str) -> List[_Kernel]:
     from ganfast.kernels import minibatch_discrimination as mbd
     from ganfast.kernels import minibatch_stddev as mbstd
     from ganfast.kernels import self_attention2d as attn
+    from ganfast.kernels import upfirdn2d as ufd
 
     dtypes = _dtypes()
 
@@ -383,6 +384,36 @@ def _specs(level: str) -> List[_Kernel]:
                       layout=tuple(pn_layouts)),
         configs=lambda row: pick(pn_all(row["dtype"], row["SINGLE"]), pn_dims),
         build=pn_build, dims=pn_dims))
+
+    # upfirdn2d: one program per (plane, tile of outputs); the tile depends on the output's (H, W) only.  The
+    # factors are compile-time (StyleGAN2's 1 and 2, and 4), the same on both axes here: an anisotropic pair
+    # compiles through the same code with the two values.
+    ufd_dims = ["BLOCK_H", "BLOCK_W"]
+
+    def ufd_configs(row):
+        return pick(({"BLOCK_H": bh, "BLOCK_W": bw, "num_warps": w, "num_stages": 3}
+                     for bh, bw, w in (ufd._config(h, w) for h in _pow2s(1, 2**14) for w in _pow2s(1, 2**14))),
+                    ufd_dims)
+
+    def ufd_layout(c, w):
+        out = {k: "D" for k in ("C", "H", "W", "OH", "OW", "TILES_W", "TILES")}
+        out.update({f"s{t}_{d}": "D" for t in "xo" for d in "nh"})
+        out.update({f"s{t}_c": c for t in "xo"}, **{f"s{t}_w": w for t in "xo"})
+        return out
+
+    ufd_layouts = {"nchw": ufd_layout("D", "1"), "nhwc": ufd_layout("1", "D"), "odd": {}}
+
+    def ufd_build(row, cfg):
+        x, acc = _ttype(row["dtype"]), _acc(row["dtype"])
+        const = dict(UP_X=row["up"], UP_Y=row["up"], DOWN_X=row["down"], DOWN_Y=row["down"], ACC=acc,
+                     INDEX64=row["INDEX64"], BLOCK_H=cfg["BLOCK_H"], BLOCK_W=cfg["BLOCK_W"])
+        ptrs = dict(x_ptr=x, out_ptr=x, k_ptr=acc)
+        return const, ptrs, ufd_layouts[row["layout"]], f"{x} {row['layout']} up {row['up']} down {row['down']}"
+
+    specs.append(_Kernel(
+        "upfirdn2d", "_upfirdn2d_kernel", full=dict(dtype=dtypes),
+        pairwise=dict(up=(2, 1, 4), down=(2, 1, 4), INDEX64=(True, False), layout=tuple(ufd_layouts)),
+        configs=ufd_configs, build=ufd_build, dims=ufd_dims, wide=("sx_n", "so_n")))
 
     # batch_norm_act: the elementwise pass, the two-level reduction and its merge.
     def bn_geometries():

@@ -27,6 +27,7 @@ CASE_MODULES: Dict[str, str] = {
     "minibatch_stddev": "ganfast.bench.minibatch_stddev",
     "self_attention2d": "ganfast.bench.self_attention2d",
     "sqrtm_trace": "ganfast.bench.sqrtm_trace",
+    "upfirdn2d": "ganfast.bench.upfirdn2d",
 }
 
 

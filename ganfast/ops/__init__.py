@@ -16,6 +16,7 @@ from .minibatch_discrimination import minibatch_discrimination
 from .minibatch_stddev import minibatch_stddev
 from .self_attention2d import self_attention2d
 from .sqrtm import sqrtm, sqrtm_trace
+from .upfirdn2d import downsample2d, filter2d, setup_filter, upfirdn2d, upsample2d
 
 __all__ = [
     "bias_act",
@@ -30,4 +31,9 @@ __all__ = [
     "self_attention2d",
     "sqrtm",
     "sqrtm_trace",
+    "upfirdn2d",
+    "upsample2d",
+    "downsample2d",
+    "filter2d",
+    "setup_filter",
 ]
