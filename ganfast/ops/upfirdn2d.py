@@ -5,6 +5,8 @@ Layers, as every op in ganfast:
 * reference: :mod:`ganfast.ref.upfirdn2d` (the definition, the torch backend);
 * Triton: :mod:`ganfast.kernels.upfirdn2d`: each kept output computed once
   from x, the zero-stuffed and padded plane never stored;
+* ``aten``: the reference under plain autograd, without the registered op
+  (the CPU's choice: ATen's convolution backward);
 * one registered custom op, ``ganfast::upfirdn2d``, with a fake
   implementation and autograd, so the op works under
   ``torch.compile(fullgraph=True)`` and ``torch.library.opcheck``;
@@ -64,6 +66,9 @@ def _load_triton():
 
 
 _backend.register(OP, "torch", lambda: types.SimpleNamespace(forward=_torch_forward))
+# aten: the reference's expression under plain autograd, no registered op around it (the CPU's choice):
+# its backward is ATen's convolution backward, where the registered op's adjoint zero-stuffs dy
+_backend.register(OP, "aten", lambda: types.SimpleNamespace(forward=_torch_forward))
 _backend.register(OP, "triton", _load_triton)
 
 
@@ -202,8 +207,9 @@ def upfirdn2d(x: Tensor, f: Tensor, up: Factor = 1, down: Factor = 1, padding: P
             True correlates.
         gain: multiplies the output (a finite float; default 1).  For a
             separable ``f`` each of the two passes carries sqrt(gain).
-        backend: ``"torch"``, ``"triton"``, ``"auto"``, or None for the
-            current choice (:func:`ganfast.use_backend`).
+        backend: ``"torch"``, ``"aten"`` (the reference under plain
+            autograd, the CPU's choice), ``"triton"``, ``"auto"``, or None for
+            the current choice (:func:`ganfast.use_backend`).
 
     Returns:
         (N, C, out_h, out_w) in ``x``'s dtype, channels_last when ``x`` is.
@@ -223,9 +229,11 @@ def upfirdn2d(x: Tensor, f: Tensor, up: Factor = 1, down: Factor = 1, padding: P
     Derivatives of every order w.r.t. ``x`` (the adjoint is the op itself;
     see the module docstring).
     """
-    up, down, pad, flip_filter, gain, _ = check_args(x, f, up, down, padding, flip_filter, gain)
-    return _upfirdn2d_op(x, f, up[0], up[1], down[0], down[1], *pad, flip_filter, gain,
-                         _backend.requested(backend))
+    up, down, pad, flip_filter, gain, out_size = check_args(x, f, up, down, padding, flip_filter, gain)
+    backend = _backend.requested(backend)
+    if _backend.resolve(OP, backend, x.device) == "aten":
+        return _torch_forward(x, f, up, down, pad, flip_filter, gain, out_size)
+    return _upfirdn2d_op(x, f, up[0], up[1], down[0], down[1], *pad, flip_filter, gain, backend)
 
 
 def setup_filter(f: Union[Sequence[float], Tensor] = STYLEGAN2_FILTER, *, device: Any = None,

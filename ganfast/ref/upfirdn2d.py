@@ -16,7 +16,8 @@ image plane (n, c) of x, of size H x W::
        bottom); a negative amount crops instead;
     3. convolve with the FIR filter f (a true convolution: f flipped, unless
        flip_filter, which correlates), keeping the "valid" part, and multiply by gain;
-    4. downsample: keep every down_y-th row and down_x-th column, starting at 0.
+    4. downsample: keep every down_y-th row and down_x-th column, starting at 0
+       (computed as the stride of a depthwise conv2d: only kept outputs are computed).
 
     out_h = (H * up_y + pad_y0 + pad_y1 - f_h + down_y) // down_y     (out_w likewise)
 
@@ -111,22 +112,22 @@ def upfirdn2d(x: Tensor, f: Tensor, up: Tuple[int, int] = (1, 1), down: Tuple[in
         y = y.reshape(n, c, h * up_y, w * up_x)
     # 2. pad (or crop)
     y = _pad_or_crop(y, padding)
-    # 3. filter: conv2d correlates, so a convolution flips f first
+    # 3. + 4. filter and downsample: a depthwise conv2d (groups = C; conv2d correlates, so a convolution flips f
+    # first) whose stride is the downsampling (it computes only the kept outputs)
     f = f.to(dtype)
+    if f.dim() == 1 and f.numel() <= 8:
+        # a short separable filter as its 2-D outer product: one depthwise pass of k^2 taps beats two of k on
+        # the CPU at StyleGAN2's k = 4 (10.7 vs 13.7 ms fwd+bwd at 8x64x64x64, down 2, 2 threads)
+        f = torch.outer(f, f)
     if f.dim() == 1:
         k = f * (gain ** 0.5)
         if not flip_filter:
             k = k.flip(0)
-        planes = y.reshape(n * c, 1, y.shape[2], y.shape[3])
-        planes = F.conv2d(planes, k.reshape(1, 1, 1, -1))  # along the rows (x)
-        planes = F.conv2d(planes, k.reshape(1, 1, -1, 1))  # along the columns (y)
+        y = F.conv2d(y, k.reshape(1, 1, 1, -1).expand(c, 1, 1, -1), stride=(1, down_x), groups=c)  # along x
+        y = F.conv2d(y, k.reshape(1, 1, -1, 1).expand(c, 1, -1, 1), stride=(down_y, 1), groups=c)  # along y
     else:
         k = f * gain
         if not flip_filter:
             k = k.flip([0, 1])
-        planes = y.reshape(n * c, 1, y.shape[2], y.shape[3])
-        planes = F.conv2d(planes, k[None, None])
-    y = planes.reshape(n, c, planes.shape[2], planes.shape[3])
-    # 4. downsample
-    y = y[:, :, ::down_y, ::down_x]
+        y = F.conv2d(y, k[None, None].expand(c, 1, -1, -1), stride=(down_y, down_x), groups=c)
     return y.to(x.dtype)
