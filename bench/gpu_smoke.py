@@ -130,6 +130,7 @@ def cases() -> Dict[str, SmokeCase]:
     from ganfast.ref import feature_stats as ref_fs
     from ganfast.ref import minibatch_discrimination as ref_mbd
     from ganfast.ref import minibatch_stddev as ref_mbstd
+    from ganfast.ref import modulated_conv2d as ref_mc
     from ganfast.ref import self_attention2d as ref_sa
     from ganfast.ref import sqrtm as ref_sqrtm
     from ganfast.ref import upfirdn2d as ref_ufd
@@ -151,6 +152,15 @@ def cases() -> Dict[str, SmokeCase]:
     def ufd_ref(x):  # downsample2d with StyleGAN2's [1, 3, 3, 1]: down 2, padding 1 on every side
         return ref_ufd.upfirdn2d(x, ganfast.ops.setup_filter(device=x.device, dtype=x.dtype), (1, 1), (2, 2),
                                  (1, 1, 1, 1))
+
+    def mc_inputs(dtype, device, gen, tiny):
+        n, c, r = (2, 5, 6) if tiny else (16, 512, 32)
+        return [_randn(gen, device, dtype, n, c, r, r), _randn(gen, device, dtype, c, c, 3, 3),
+                _randn(gen, device, dtype, n, c, scale=0.5, shift=1.0)]
+
+    def mc_ref(x, w, s):  # StyleGAN2's upsampling synthesis conv: 3x3, up 2, [1, 3, 3, 1], demodulated
+        return ref_mc.modulated_conv2d(x, w, s, None, ganfast.ops.setup_filter(device=x.device, dtype=x.dtype), True,
+                                       2, 1, 1)
 
     def bn_inputs(dtype, device, gen, tiny):
         n, c, h, w = (3, 5, 4, 6) if tiny else (128, 128, 16, 16)
@@ -267,6 +277,10 @@ def cases() -> Dict[str, SmokeCase]:
         SmokeCase("minibatch_stddev", "16x256x64x64, group 4 (ProGAN D at 64^2)", "8x5x3x4", mbstd_inputs,
                   lambda x, backend: ganfast.ops.minibatch_stddev(x, 4, 1, backend=backend),
                   lambda x: ref_mbstd.minibatch_stddev(x, 4, 1), (0,)),
+        SmokeCase("modulated_conv2d", "16x512x32x32 -> 512, 3x3, up 2 (StyleGAN2 synthesis at 64^2)", "2x5x6x6",
+                  mc_inputs, lambda x, w, s, backend: ganfast.ops.modulated_conv2d(x, w, s, up=2, padding=1,
+                                                                                   backend=backend),
+                  mc_ref, (0, 1, 2)),
         SmokeCase("self_attention2d", "B=64, C=256, 32x32 (SAGAN block at 32^2; N=1024, d=32)", "B=2 C=6 N=30",
                   sa_inputs, lambda q, k, v, backend: ganfast.ops.self_attention2d(q, k, v, backend=backend),
                   ref_sa.self_attention2d, (0, 1, 2)),

@@ -239,6 +239,9 @@ _CPU_WHY = {
                                          "backward)"),
     "minibatch_stddev": _CPU + ("torch 1.19 ms vs aten 1.29 ms at 16x512x4x4, 51.2 vs 55.4 ms at 64x256x8x8 (the "
                                  "closed-form backward wins)"),
+    "modulated_conv2d": _CPU + ("aten (input/output scales on the shared weight) 45.4 ms vs torch (per-sample weights, "
+                                 "grouped conv, the backward recomputing the reference) 72.5 at 8x128x32x32 3x3; 45.9 "
+                                 "vs 70.7 at 8x128x16x16 up 2; 21.4 vs 27.6 at 4x64x64x64 (2 threads, 16 rounds)"),
     "upfirdn2d": _CPU + ("downsample2d 8x64x64x64: aten 10.7-13.7 ms, torch 13.3-18.0, eager (a user's depthwise "
                           "conv) 16.9-21.3; upsample2d 8x64x32x32: torch 12.6-15.0, aten 17.1-19.3, eager 17.6-20.6 "
                           "(2 threads, 40 rounds, two runs): aten's backward is ATen's conv backward, the registered "
@@ -287,6 +290,10 @@ OPS: Tuple[OpSpec, ...] = (
     OpSpec("self_attention2d", "ganfast.ops.self_attention2d", ("torch", "aten", "triton"), ("triton", "torch"),
            "the reference stores the (B, N, N) attention matrix",
            ("aten", "torch"), _CPU_WHY["self_attention2d"]),
+    OpSpec("modulated_conv2d", "ganfast.ops.modulated_conv2d", ("torch", "aten"), ("torch",),
+           "the grouped convolution of per-sample weights (stylegan2-ada-pytorch's fused_modconv) until the fused "
+           "Triton kernel is written",
+           ("aten", "torch"), _CPU_WHY["modulated_conv2d"]),
     OpSpec("upfirdn2d", "ganfast.ops.upfirdn2d", ("torch", "aten", "triton"), ("triton", "torch"),
            "one pass computing each kept output from x, against eager's zero-stuffed, padded and fully convolved "
            "copies",

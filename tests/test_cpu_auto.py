@@ -120,6 +120,8 @@ def test_aten_matches_torch_backend_for_each_fused_op(gen):
     q = torch.randn(2, 3, 10, generator=gen, dtype=torch.float64, requires_grad=True)
     k = torch.randn(2, 3, 10, generator=gen, dtype=torch.float64, requires_grad=True)
     v = torch.randn(2, 5, 10, generator=gen, dtype=torch.float64, requires_grad=True)
+    styles = torch.randn(4, 6, generator=gen, dtype=torch.float64, requires_grad=True)
+    fir = torch.randn(4, generator=gen, dtype=torch.float64)
     ops = ganfast.ops
     calls = {
         "bias_act": (lambda be: ops.bias_act(x, b6, act="tanh", gain=1.3, backend=be), (x, b6)),
@@ -130,6 +132,9 @@ def test_aten_matches_torch_backend_for_each_fused_op(gen):
         "minibatch_stddev": (lambda be: ops.minibatch_stddev(x, 2, backend=be), (x,)),
         "minibatch_discrimination": (lambda be: ops.minibatch_discrimination(x.flatten(1), T, backend=be), (x, T)),
         "self_attention2d": (lambda be: ops.self_attention2d(q, k, v, scale=0.7, backend=be), (q, k, v)),
+        "modulated_conv2d": (lambda be: ops.modulated_conv2d(x, w, styles, up=2, padding=1, backend=be), (x, w, styles)),
+        # linear in x: squared first, so that the second derivative is not zero
+        "upfirdn2d": (lambda be: ops.upfirdn2d(x.square(), fir, 2, 1, (2, 1, 2, 1), backend=be), (x,)),
     }
     for name, (fn, inputs) in calls.items():
         assert _backend.resolve(name, "auto", CPU) == _backend.spec(name).cpu_order[0], name

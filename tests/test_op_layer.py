@@ -377,16 +377,19 @@ def _cases():
         ("sqrtm_trace", lambda: ops.sqrtm_trace(s, torch.eye(5, dtype=torch.float64), "auto", "torch"),
          ValueError, r"sigma2 must have shape \(4, 4\)"),
         ("sqrtm", lambda: ops.sqrtm(torch.randn(3, 4), "torch"), ValueError, "a must be a square matrix"),
+        ("modulated_conv2d", lambda: ops.modulated_conv2d(y, torch.randn(2, 5, 3, 3), torch.randn(3, 4), None, None,
+                                                          True, 1, 1, 1, "torch"),
+         ValueError, "weight must have x's 4 input channels"),
         ("upfirdn2d", lambda: ops.upfirdn2d(y, torch.ones(4), 1, 1, 1, 1, -9, 0, 0, 0, False, 1.0, "torch"),
          ValueError, "the output would be empty"),
     ]
 
 
-@pytest.mark.parametrize("case", range(14), ids=lambda i: ["bias_act", "bias_act-act", "bias_act_grad",
+@pytest.mark.parametrize("case", range(15), ids=lambda i: ["bias_act", "bias_act-act", "bias_act_grad",
                                                            "bias_act_pixel_norm", "batch_norm_act", "conv_affine_act", "conv_transpose2d",
                                                            "feature_stats", "minibatch_discrimination",
                                                            "minibatch_stddev", "self_attention2d", "sqrtm_trace",
-                                                           "sqrtm", "upfirdn2d"][i])
+                                                           "sqrtm", "modulated_conv2d", "upfirdn2d"][i])
 def test_fake_implementations_check_like_the_public_functions(case):
     """Each registered op's fake raises the public function's error, with its message, on fake tensors."""
     _, call, exc, words = _cases()[case]

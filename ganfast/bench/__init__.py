@@ -25,6 +25,7 @@ CASE_MODULES: Dict[str, str] = {
     "feature_stats": "ganfast.bench.feature_stats",
     "minibatch_discrimination": "ganfast.bench.minibatch_discrimination",
     "minibatch_stddev": "ganfast.bench.minibatch_stddev",
+    "modulated_conv2d": "ganfast.bench.modulated_conv2d",
     "self_attention2d": "ganfast.bench.self_attention2d",
     "sqrtm_trace": "ganfast.bench.sqrtm_trace",
     "upfirdn2d": "ganfast.bench.upfirdn2d",
