@@ -11,9 +11,14 @@ from ganfast.data import Batch
 from ganfast.models import AdversarialOptions, StepContext, build, describe, names
 
 ALL = ["gan", "dcgan", "cgan", "acgan", "infogan", "wgan", "wgan-gp", "lsgan", "sngan", "sagan", "unrolled", "pacgan",
-       "progan"]
-#: the methods built on AdversarialGAN (one G, one D, its options and helpers); progan has its own tests
-ADVERSARIAL = [n for n in ALL if n != "progan"]
+       "progan", "stylegan2"]
+#: the methods built on AdversarialGAN (one G, one D, its options and helpers); progan and stylegan2 have their own
+ADVERSARIAL = [n for n in ALL if n not in ("progan", "stylegan2")]
+
+
+#: a StyleGAN2 small enough for a test: 8-d z and w, one mapping layer, 4 channels, every regulariser each step
+STYLEGAN2_TINY = {"z_dim": 8, "w_dim": 8, "mapping_layers": 1, "channel_base": 32, "channel_max": 4, "r1_interval": 2,
+                  "pl_interval": 2}
 
 
 def tiny_images(n=24, classes=3, side=8, channels=1, seed=0):
@@ -289,7 +294,7 @@ def test_every_method_trains_under_autocast(name, amp, tmp_path):
 
     ds = tiny_images(n=32)
     options = {"fmap_base": 16, "fmap_max": 8, "lod_training_kimg": 0.016, "lod_transition_kimg": 0.016} \
-        if name == "progan" else small(name, ds)
+        if name == "progan" else STYLEGAN2_TINY if name == "stylegan2" else small(name, ds)
     cfg = TrainConfig(model=name, data="tiny", steps=4, batch_size=8, amp=amp, out=str(tmp_path), progress=False,
                       log_every=1, sample_every=100, checkpoint_every=100, grid_size=4, model_options=options)
     t = Trainer(cfg, dataset=ds)

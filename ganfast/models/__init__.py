@@ -18,7 +18,7 @@ from .schedules import Constant, Linear, Ramp, Steps
 from .adversarial import AdversarialGAN, AdversarialOptions
 
 # one file per method, imported in the order of the literature (the order `names()` gives)
-from . import gan, dcgan, cgan, acgan, infogan, wgan, wgan_gp, lsgan, sngan, sagan, unrolled, pacgan, progan  # noqa: E402,F401
+from . import gan, dcgan, cgan, acgan, infogan, wgan, wgan_gp, lsgan, sngan, sagan, unrolled, pacgan, progan, stylegan2  # noqa: E402,F401
 
 __all__ = [
     "AdversarialGAN", "AdversarialOptions", "Constant", "EMASpec", "Linear", "Method", "OptimizerSpec", "Phase",

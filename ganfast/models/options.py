@@ -29,7 +29,7 @@ import math
 import typing
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
 
-__all__ = ["option", "parse_options", "option_rows", "OptionsBase"]
+__all__ = ["option", "parse_options", "option_rows", "OptionsBase", "square_power_of_two"]
 
 
 def option(default: Any, source: str = "", *, help: str = "", choices: Optional[Sequence[Any]] = None,
@@ -68,6 +68,22 @@ class OptionsBase:
     def as_dict(self) -> Dict[str, Any]:
         """The options as plain JSON values (what a checkpoint stores and ``build(**config)`` reads)."""
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def square_power_of_two(method: Any, shape: Sequence[int], hint: str = "") -> int:
+    """The side R of a ``(C, R, R)`` ``sample_shape`` whose side is a power of two >= 4 (growing/style networks).
+
+    Raises:
+        ValueError: naming ``method`` and the shape, when it is not one.
+    """
+    shape = list(shape)
+    if len(shape) != 3:
+        raise ValueError(f"{method.name} trains on images: sample_shape must be (C, R, R); got {shape}")
+    _, h, w = shape
+    if h != w or h < 4 or h & (h - 1):
+        raise ValueError(f"{method.name} needs square images whose side is a power of two >= 4{hint}; got "
+                         f"sample_shape {shape} (pass --image-size 16 or 32, say)")
+    return h
 
 
 def _plain(v: Any) -> Any:

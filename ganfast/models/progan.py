@@ -48,7 +48,7 @@ from .. import losses as L
 from .._dtypes import compute_dtype
 from .method import EMASpec, Method, OptimizerSpec
 from .nets.progan import ProGANDiscriminator, ProGANGenerator, blend_reals, feature_maps
-from .options import OptionsBase, option
+from .options import OptionsBase, option, square_power_of_two
 from .phases import Phase, StepContext
 from .registry import register
 
@@ -171,13 +171,7 @@ class ProGANOptions(OptionsBase):
                                           "still work)")
 
     def resolve(self, method: Any) -> None:
-        shape = list(self.sample_shape)
-        if len(shape) != 3:
-            raise ValueError(f"{method.name} trains on images: sample_shape must be (C, R, R); got {shape}")
-        c, h, w = shape
-        if h != w or h < 4 or h & (h - 1):
-            raise ValueError(f"{method.name} needs square images whose side is a power of two >= 4 (4 -> 8 -> ... "
-                             f"-> R); got sample_shape {shape} (pass --image-size 16 or 32, say)")
+        h = square_power_of_two(method, self.sample_shape, " (4 -> 8 -> ... -> R)")
         r0 = self.lod_initial_resolution
         if r0 & (r0 - 1) or r0 > h:
             raise ValueError(f"option 'lod_initial_resolution' must be a power of two between 4 and {h}; got {r0}")

@@ -14,7 +14,7 @@ from .conv_transpose_bn_act import conv_transpose_bn_act
 from .feature_stats import feature_stats, feature_stats_update
 from .minibatch_discrimination import minibatch_discrimination
 from .minibatch_stddev import minibatch_stddev
-from .modulated_conv2d import modulated_conv2d
+from .modulated_conv2d import conv2d_resample, modulated_conv2d
 from .self_attention2d import self_attention2d
 from .sqrtm import sqrtm, sqrtm_trace
 from .upfirdn2d import downsample2d, filter2d, setup_filter, upfirdn2d, upsample2d
@@ -30,6 +30,7 @@ __all__ = [
     "minibatch_discrimination",
     "minibatch_stddev",
     "modulated_conv2d",
+    "conv2d_resample",
     "self_attention2d",
     "sqrtm",
     "sqrtm_trace",

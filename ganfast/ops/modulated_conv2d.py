@@ -53,8 +53,20 @@ def _torch_forward(x, weight, styles, noise, f, demodulate, up, down, padding):
     return y.contiguous(memory_format=_layout.memory_format_of(x))
 
 
-def _conv2d_resample(x, w, f, up, down, padding):
-    """ref.conv2d_resample with ganfast's upfirdn2d (its backend chosen as usual: Triton on a GPU)."""
+def conv2d_resample(x: Tensor, w: Tensor, f: Optional[Tensor] = None, up: int = 1, down: int = 1,
+                    padding: int = 0) -> Tensor:
+    """``conv2d(x, w)`` with StyleGAN2's resampling, on ganfast's upfirdn2d (Triton on a GPU).
+
+    stylegan2-ada-pytorch ``conv2d_resample`` semantics
+    (:func:`ganfast.ref.modulated_conv2d.conv2d_resample` defines them): with
+    ``up`` > 1, upsample by upfirdn2d (zero insertion, ``f``, gain up^2, the
+    padding and f's centring folded in) then an unpadded conv; with ``down`` >
+    1, filter the same way then a stride-``down`` conv; else a padded conv.
+    x (N, I, H, W), w (O, I, kh, kw), f 1-D or 2-D (None: StyleGAN2's [1, 3,
+    3, 1]).  Arguments are checked by the ops it calls.
+    """
+    if f is None and (up > 1 or down > 1):
+        f = setup_filter(device=x.device)
     if up > 1 or down > 1:
         f_h, f_w = (f.shape[0], f.shape[0]) if f.dim() == 1 else (f.shape[0], f.shape[1])
         pad = ref.resample_padding(padding, f_h, f_w, up, down)
@@ -76,7 +88,7 @@ def scaled_form(x: Tensor, weight: Tensor, styles: Tensor, noise: Optional[Tenso
     acc = compute_dtype(x.dtype)
     s = styles.to(acc)
     f = f.to(acc) if f is not None else None
-    y = _conv2d_resample(x.to(acc) * s[:, :, None, None], weight.to(acc), f, up, down, padding)
+    y = conv2d_resample(x.to(acc) * s[:, :, None, None], weight.to(acc), f, up, down, padding)
     if demodulate:
         y = y * ref.demodulation(weight.to(acc), s)[:, :, None, None]
     if noise is not None:

@@ -207,6 +207,36 @@ def add_sample_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-ema", action="store_true", help="sample the trained generator, not its EMA")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--device", default=None)
+    p.add_argument("--truncation", type=float, default=None, metavar="PSI",
+                   help="truncation trick in w (style-based models): w_avg + PSI (w - w_avg); 1 = off, 0.7 typical")
+    p.add_argument("--truncation-cutoff", type=int, default=None, metavar="N",
+                   help="truncate only the first N layers' w (default: all)")
+    p.add_argument("--style-mix", type=int, nargs="?", const=-1, default=None, metavar="CUTOFF",
+                   help="a style-mixing grid (style-based models): the top row's images give the layers from CUTOFF "
+                        "on (fine styles), the left column's the layers before it (coarse); default CUTOFF: half the "
+                        "layers")
+
+
+def _style_mix_grid(model, args, device):
+    """(1 + rows) x (1 + cols) images: sources on the top row and left column, mixes inside, top-left blank."""
+    import torch
+
+    rows, cols = 4, 6
+    g = torch.Generator().manual_seed(args.seed)
+    z_rows = model.sample_inputs(rows, generator=g)["latent"].to(device)
+    z_cols = model.sample_inputs(cols, generator=g)["latent"].to(device)
+    num_ws = model.G.num_ws
+    cutoff = num_ws // 2 if args.style_mix == -1 else args.style_mix
+    if not 0 < cutoff < num_ws:
+        raise ValueError(f"--style-mix CUTOFF must be between 1 and {num_ws - 1} (the model has {num_ws} w layers); "
+                         f"got {cutoff}")
+    psi = 1.0 if args.truncation is None else args.truncation
+    mixed = model.style_mix(z_rows, z_cols, cutoff, truncation_psi=psi)
+    top = model.sample(latent=z_cols, truncation_psi=psi)
+    left = model.sample(latent=z_rows, truncation_psi=psi)
+    blank = torch.full_like(top[:1], -1.0)
+    cells = [blank, top] + [torch.cat([left[i:i + 1], mixed[i * cols:(i + 1) * cols]]) for i in range(rows)]
+    return torch.cat(cells).float().cpu(), cols + 1
 
 
 def run_sample(args: argparse.Namespace) -> int:
@@ -240,6 +270,32 @@ def run_sample(args: argparse.Namespace) -> int:
             print(f"ganfast sample: --label must be in [0, {model.num_classes}); got {args.label}", file=sys.stderr)
             return 2
         conditions["label"] = args.label
+    style_based = hasattr(model, "style_mix")
+    for flag, value in (("--truncation", args.truncation), ("--truncation-cutoff", args.truncation_cutoff),
+                        ("--style-mix", args.style_mix)):
+        if value is not None and not style_based:
+            print(f"ganfast sample: {flag} needs a style-based model (stylegan2); {model.name!r} is not one",
+                  file=sys.stderr)
+            return 2
+    if args.style_mix is not None:
+        if ext != ".png":
+            print("ganfast sample: --style-mix writes a picture: --out must end in .png", file=sys.stderr)
+            return 2
+        from .grid import save_image_grid
+        try:
+            with torch.no_grad():
+                grid, nrow = _style_mix_grid(model, args, device)
+        except ValueError as err:
+            print(f"ganfast sample: {err}", file=sys.stderr)
+            return 2
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        save_image_grid(grid[:, :3], args.out, nrow=nrow)
+        print(f"ganfast sample: wrote a style-mixing grid to {args.out}")
+        return 0
+    if args.truncation is not None:
+        conditions["truncation_psi"] = args.truncation
+    if args.truncation_cutoff is not None:
+        conditions["truncation_cutoff"] = args.truncation_cutoff
     g = torch.Generator()
     g.manual_seed(args.seed)
     chunks = []

@@ -34,6 +34,7 @@ from ._common import count_parameters, init_weights, stddev_group_size
 from .dcgan import ConvDiscriminator, ConvGenerator
 from .mlp import MLPDiscriminator, MLPGenerator
 from .progan import ProGANDiscriminator, ProGANGenerator
+from .stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
 
 #: network family -> (module, one line for ``ganfast list``)
 FAMILIES = {
@@ -42,6 +43,8 @@ FAMILIES = {
                                             "layers; optional SAGAN attention, minibatch stddev/discrimination"),
     "progan": ("ganfast.models.nets.progan", "ProGAN G and D (Karras et al. 2018): whole networks whose level of "
                                               "detail picks the blocks that run and fades the newest one in"),
+    "stylegan2": ("ganfast.models.nets.stylegan2", "StyleGAN2 G and D (Karras et al. 2020): mapping network, skip "
+                                                    "generator of modulated convs with noise, residual discriminator"),
 }
 
 __all__ = [
@@ -52,6 +55,8 @@ __all__ = [
     "ConvDiscriminator",
     "ProGANGenerator",
     "ProGANDiscriminator",
+    "StyleGAN2Generator",
+    "StyleGAN2Discriminator",
     "init_weights",
     "count_parameters",
     "stddev_group_size",
