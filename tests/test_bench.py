@@ -274,3 +274,23 @@ def test_large_resolution_script_runs_on_the_cpu(tmp_path):
     assert [(r["resolution"], r["checkpoint_blocks"]) for r in rows] == [(16, False), (16, True)]
     assert all(r["median_s"] > 0 and r["peak_bytes"] >= 0 and r["device"] == "cpu" for r in rows)
     assert "of without" in p.stdout
+
+
+def test_stylegan2_step_script_runs_on_the_cpu(tmp_path):
+    """bench/stylegan2_step.py (issue 15's training-iteration benchmark) runs end to end on a tiny StyleGAN2: both
+    providers, positive times; the numbers themselves are not checked."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "bench" / "stylegan2_step.py"
+    out = tmp_path / "step.json"
+    p = subprocess.run([sys.executable, str(script), "--resolution", "8", "--batch", "4", "--channel-base", "32",
+                        "--channel-max", "4", "--mapping-layers", "1", "--iters", "1", "--warmup", "1", "--amp", "bf16",
+                        "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    rows = json.loads(out.read_text())
+    assert [r["provider"] for r in rows] == ["reference", "ganfast"]
+    assert all(r["median_s"] > 0 and r["device"] == "cpu" for r in rows)
+    assert "x the reference ops" in p.stdout
