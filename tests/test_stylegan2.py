@@ -130,6 +130,14 @@ def test_truncation_w_avg_and_style_mixing():
     want = G.synthesis(torch.cat([wr[1:2, :2], wc[2:3, 2:]], dim=1), noise_mode="const")
     torch.testing.assert_close(grid[1 * 3 + 2:1 * 3 + 3], want)
     assert m.sample(2, truncation_psi=0.7, noise_mode="none").shape == (2, 1, 8, 8)
+    za, zb = torch.randn(2, 8, dtype=torch.float64), torch.randn(2, 8, dtype=torch.float64)
+    strip = m.interpolate(za, zb, 4).view(2, 4, 1, 8, 8)
+    torch.testing.assert_close(strip[:, 0], m.sample(latent=za))  # the ends are the two latents' images
+    torch.testing.assert_close(strip[:, -1], m.sample(latent=zb))
+    mid = G.synthesis(torch.lerp(G.mapping(za), G.mapping(zb), 1 / 3), noise_mode="const")
+    torch.testing.assert_close(strip[:, 1], mid)  # a straight line in w
+    with pytest.raises(ValueError, match="steps must be an int >= 2"):
+        m.interpolate(za, zb, 1)
     with pytest.raises(ValueError, match="noise_mode"):
         m.sample(2, noise_mode="fixed")
 
@@ -251,6 +259,8 @@ def test_cli_sample_truncation_and_style_mixing_grid(tmp_path):
     ganfast_cli("sample", "--ckpt", out, "--out", tmp_path / "mix.png", "--style-mix", 2)
     w, h = Image.open(tmp_path / "mix.png").size
     assert w > h > 0  # 7 columns x 5 rows of tiles
+    ganfast_cli("sample", "--ckpt", out, "--out", tmp_path / "strip.png", "--interpolate", 5, "--n", 3)
+    assert Image.open(tmp_path / "strip.png").size[0] > Image.open(tmp_path / "strip.png").size[1]
     bad = ganfast_cli("sample", "--ckpt", out, "--out", tmp_path / "mix.png", "--style-mix", 7, check=False)
     assert bad.returncode == 2 and "--style-mix CUTOFF must be between 1 and 3" in bad.stderr
     ganfast_cli("train", "--model", "dcgan", "--data", "digits", "--image-size", 8, "--steps", 1, "--batch-size", 8,

@@ -222,3 +222,29 @@ class StyleGAN2(Method):
         ws = torch.cat([wr[:, None, :cutoff].expand(-1, len(cols), -1, -1),
                         wc[None, :, cutoff:].expand(len(rows), -1, -1, -1)], dim=2)
         return G.synthesis(ws.reshape(len(rows) * len(cols), G.num_ws, G.w_dim), noise_mode="const")
+
+    def interpolate(self, start: Tensor, end: Tensor, steps: int, *,
+                    networks: Optional[Mapping[str, nn.Module]] = None, truncation_psi: float = 1.0) -> Tensor:
+        """Images along the straight line in w from ``start`` to ``end`` (latents (P, z_dim) each).
+
+        Returns ``(P * steps, C, R, R)``, row p the ``steps`` images from
+        mapping(start[p]) to mapping(end[p]) inclusive (w is where StyleGAN's
+        paths are perceptually smooth: Karras et al. 2019, sec. 4.1), with
+        constant noise.
+
+        Raises:
+            ValueError: ``steps`` < 2, or ``start`` and ``end`` differ in shape.
+        """
+        if not isinstance(steps, int) or steps < 2:
+            raise ValueError(f"steps must be an int >= 2; got {steps!r}")
+        if start.shape != end.shape:
+            raise ValueError(f"start and end must have the same shape; got {tuple(start.shape)} and "
+                             f"{tuple(end.shape)}")
+        G = self.net("G", networks)
+        param = next(G.parameters())
+        wa = G.mapping(start.to(param), truncation_psi)
+        wb = G.mapping(end.to(param), truncation_psi)
+        t = torch.linspace(0, 1, steps, device=param.device, dtype=param.dtype).view(1, steps, 1, 1)
+        ws = torch.lerp(wa[:, None], wb[:, None], t)  # (P, steps, num_ws, w_dim)
+        return G.synthesis(ws.reshape(-1, G.num_ws, G.w_dim), noise_mode="const")
+

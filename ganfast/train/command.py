@@ -211,6 +211,9 @@ def add_sample_arguments(p: argparse.ArgumentParser) -> None:
                    help="truncation trick in w (style-based models): w_avg + PSI (w - w_avg); 1 = off, 0.7 typical")
     p.add_argument("--truncation-cutoff", type=int, default=None, metavar="N",
                    help="truncate only the first N layers' w (default: all)")
+    p.add_argument("--interpolate", type=int, default=None, metavar="STEPS",
+                   help="latent interpolation strips (style-based models): min(--n, 8) rows, each STEPS images "
+                        "along a straight line in w between two random latents")
     p.add_argument("--style-mix", type=int, nargs="?", const=-1, default=None, metavar="CUTOFF",
                    help="a style-mixing grid (style-based models): the top row's images give the layers from CUTOFF "
                         "on (fine styles), the left column's the layers before it (coarse); default CUTOFF: half the "
@@ -272,7 +275,7 @@ def run_sample(args: argparse.Namespace) -> int:
         conditions["label"] = args.label
     style_based = hasattr(model, "style_mix")
     for flag, value in (("--truncation", args.truncation), ("--truncation-cutoff", args.truncation_cutoff),
-                        ("--style-mix", args.style_mix)):
+                        ("--style-mix", args.style_mix), ("--interpolate", args.interpolate)):
         if value is not None and not style_based:
             print(f"ganfast sample: {flag} needs a style-based model (stylegan2); {model.name!r} is not one",
                   file=sys.stderr)
@@ -291,6 +294,26 @@ def run_sample(args: argparse.Namespace) -> int:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         save_image_grid(grid[:, :3], args.out, nrow=nrow)
         print(f"ganfast sample: wrote a style-mixing grid to {args.out}")
+        return 0
+    if args.interpolate is not None:
+        if ext != ".png":
+            print("ganfast sample: --interpolate writes a picture: --out must end in .png", file=sys.stderr)
+            return 2
+        from .grid import save_image_grid
+        g = torch.Generator().manual_seed(args.seed)
+        rows = min(args.n, 8)
+        start = model.sample_inputs(rows, generator=g)["latent"]
+        end = model.sample_inputs(rows, generator=g)["latent"]
+        try:
+            with torch.no_grad():
+                strip = model.interpolate(start.to(device), end.to(device), args.interpolate,
+                                          truncation_psi=1.0 if args.truncation is None else args.truncation)
+        except ValueError as err:
+            print(f"ganfast sample: --interpolate: {err}", file=sys.stderr)
+            return 2
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        save_image_grid(strip.float().cpu()[:, :3], args.out, nrow=args.interpolate)
+        print(f"ganfast sample: wrote {rows} interpolation strips of {args.interpolate} images to {args.out}")
         return 0
     if args.truncation is not None:
         conditions["truncation_psi"] = args.truncation
