@@ -463,6 +463,10 @@ def test_minibatch_dict_sets_each_steps_batch_and_resumes_exactly(tmp_path):
         build("progan", sample_shape=[1, 8, 8], minibatch_dict={"4": 0})
     with pytest.raises(ValueError, match="minibatch_dict"):
         build("progan", sample_shape=[1, 8, 8], minibatch_dict=[4, 8])
+    for md, says in (({"4": 6}, r"minibatch_dict\['4'\] 6 is not divisible"), ({"8": 65}, "larger than the dataset")):
+        with pytest.raises(ValueError, match=says):  # refused before training, not when 8x8 is reached
+            Trainer(TrainConfig(model="progan", data="tiny", steps=1, batch_size=4, progress=False,
+                                model_options={**TINY, "minibatch_dict": md}), dataset=data)
     m = build("progan", sample_shape=[1, 8, 8], minibatch_dict={"4": 8})
     with pytest.raises(ValueError, match="'minibatch_dict' needs the trainer's loader"):
         m.train_step(lambda: (torch.rand(4, 1, 8, 8), None), m.make_optimizers(), StepContext())

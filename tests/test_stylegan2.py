@@ -142,6 +142,18 @@ def test_truncation_w_avg_and_style_mixing():
         m.sample(2, noise_mode="fixed")
 
 
+def test_batch_sizes_the_discriminator_cannot_group_are_refused_before_training():
+    data = GANDataset("tiny", torch.rand(64, 1, 8, 8) * 2 - 1)
+    cfg = TrainConfig(model="stylegan2", data="tiny", steps=1, batch_size=6, progress=False, model_options=TINY)
+    with pytest.raises(ValueError, match=r"--batch-size 6 is not divisible by the minibatch-stddev group .* = 4"):
+        Trainer(cfg, dataset=data)
+    cfg = TrainConfig(model="stylegan2", data="tiny", steps=1, batch_size=6, progress=False,
+                      model_options={**TINY, "mbstd_group_size": 3})
+    Trainer(cfg, dataset=data)  # a group of 3 divides 6
+    with pytest.raises(ValueError, match="ema_rampup"):
+        build("stylegan2", sample_shape=[1, 8, 8], ema_rampup=-1.0)
+
+
 def test_lazy_regularisation_intervals_and_adam_correction():
     m = tiny(8, r1_interval=16, pl_interval=4)
     phases = {p.name: p for p in m.phases()}
@@ -263,6 +275,13 @@ def test_cli_sample_truncation_and_style_mixing_grid(tmp_path):
     assert Image.open(tmp_path / "strip.png").size[0] > Image.open(tmp_path / "strip.png").size[1]
     bad = ganfast_cli("sample", "--ckpt", out, "--out", tmp_path / "mix.png", "--style-mix", 7, check=False)
     assert bad.returncode == 2 and "--style-mix CUTOFF must be between 1 and 3" in bad.stderr
+    for args, says in ((["--style-mix", -1], "--style-mix CUTOFF must be between 1 and 3"),
+                       (["--truncation", "nan"], "--truncation must be a finite number"),
+                       (["--truncation-cutoff", 2], "--truncation-cutoff needs --truncation"),
+                       (["--truncation", 0.5, "--truncation-cutoff", 9], "--truncation-cutoff must be between 1 and 4"),
+                       (["--style-mix", "--interpolate", 3], "--style-mix and --interpolate")):
+        bad = ganfast_cli("sample", "--ckpt", out, "--out", tmp_path / "x.png", *args, check=False)
+        assert bad.returncode == 2 and says in bad.stderr and "Traceback" not in bad.stderr, (args, bad.stderr)
     ganfast_cli("train", "--model", "dcgan", "--data", "digits", "--image-size", 8, "--steps", 1, "--batch-size", 8,
                 "--out", tmp_path / "dc", "--no-progress", "-o", "width=4")
     bad = ganfast_cli("sample", "--ckpt", tmp_path / "dc", "--out", tmp_path / "d.png", "--truncation", 0.7,

@@ -216,6 +216,10 @@ def test_helpers_with_stylegan2s_filter_keep_a_constant_image_and_the_sizes(back
         ganfast.ops.setup_filter([1, -1])
     with pytest.raises(ValueError, match="1-D or 2-D"):
         ganfast.ops.setup_filter([])
+    with pytest.raises(TypeError, match="f must be a sequence of numbers"):
+        ganfast.ops.setup_filter("abc")
+    assert ganfast.ops.setup_filter(device="meta").shape == (4,)  # shape propagation: no values to check
+    assert ganfast.ops.upsample2d(torch.empty(1, 2, 5, 5, device="meta")).shape == (1, 2, 10, 10)
 
 
 def test_triton_64bit_path(gen, monkeypatch):

@@ -116,7 +116,7 @@ def _describe_type(tp: Any) -> str:
     if origin in (list, List, tuple, Tuple):
         return f"a list of {_describe_type(args[0])}s" if args else "a list"
     if origin in (dict, Dict):
-        return f"a mapping to {_describe_type(args[1])}s" if args else "a mapping"
+        return 'a mapping, as a JSON object with quoted keys (e.g. {"4": 32})'
     return {int: "an int", float: "a number", bool: "true or false", str: "a string"}.get(tp, str(tp))
 
 

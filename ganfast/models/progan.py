@@ -47,6 +47,7 @@ from torch import Tensor, nn
 from .. import losses as L
 from .._dtypes import compute_dtype
 from .method import EMASpec, Method, OptimizerSpec
+from .nets._common import check_stddev_batch
 from .nets.progan import ProGANDiscriminator, ProGANGenerator, blend_reals, feature_maps
 from .options import OptionsBase, option, square_power_of_two
 from .phases import Phase, StepContext
@@ -159,7 +160,7 @@ class ProGANOptions(OptionsBase):
                                          "starts and again as it ends")
     minibatch_dict: Dict[str, int] = option({}, f"{_CODE}, train.py: sched minibatch_dict = {{}} (empty: "
                                                 "minibatch_base at every resolution); config.py, preset-v2-1gpu: "
-                                                "{{4: 128, 8: 128, 16: 128, 32: 64, 64: 32, 128: 16, 256: 8, 512: 4}}"
+                                                "{4: 128, 8: 128, 16: 128, 32: 64, 64: 32, 128: 16, 256: 8, 512: 4}"
                                                 " with minibatch_base 4",
                                             help="per-process batch size by resolution, as JSON with string keys "
                                                  "('{\"4\": 128, \"8\": 64}'); resolutions not named use "
@@ -247,6 +248,20 @@ class ProGAN(Method):
         return {"G": EMASpec(warmup=False)}
 
     # -- the schedule ----------------------------------------------------------------------------------
+
+    def check_batch_sizes(self, batch_size: int, dataset_size: int) -> None:
+        """Before training: every batch size the run will draw fits the data and D's minibatch-stddev groups.
+
+        Raises:
+            ValueError: naming ``--batch-size`` or the ``minibatch_dict`` entry at fault.
+        """
+        o = self.options
+        sizes = {"--batch-size": batch_size}
+        sizes.update({f"minibatch_dict[{r!r}]": b for r, b in o.minibatch_dict.items()})
+        for where, b in sizes.items():
+            if b > dataset_size:
+                raise ValueError(f"{where} {b} is larger than the dataset ({dataset_size} samples)")
+            check_stddev_batch(b, o.mbstd_group_size, where)
 
     def batch_size_at(self, resolution: int, base: int) -> int:
         """Per-process batch size at ``resolution``: ``minibatch_dict``'s, else ``base`` (``--batch-size``)."""

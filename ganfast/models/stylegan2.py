@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from .. import losses as L
 from .._dtypes import compute_dtype
 from .method import EMASpec, Method, OptimizerSpec
+from .nets._common import check_stddev_batch
 from .nets.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
 from .options import OptionsBase, option, square_power_of_two
 from .phases import Phase, StepContext
@@ -57,7 +58,8 @@ class StyleGAN2Options(OptionsBase):
     channel_base: int = option(32768, f"{_CODE}, train.py: cbase = 32768 (config F: 16384 * 2)",
                                help="channels at resolution r: min(channel_base / r, channel_max)", min=1)
     channel_max: int = option(512, "Karras et al. 2020, config F: 512", min=1)
-    mbstd_group_size: int = option(4, f"{_CODE}, networks.py: mbstd_group_size = 4", min=0)
+    mbstd_group_size: int = option(4, f"{_CODE}, networks.py: mbstd_group_size = 4",
+                                   help="minibatch standard deviation group (0 or 1: no such layer)", min=0)
     lr: Optional[float] = option(None, f"{_CODE}, train.py: lrate 0.002 (paper256/512/1024, config F), 0.0025 "
                                        "(cifar); None: 0.0025 up to 32x32, else 0.002", min=0, min_exclusive=True)
     betas: List[float] = option([0.0, 0.99], "Karras et al. 2020, appendix B: beta1 = 0, beta2 = 0.99", length=2,
@@ -67,15 +69,16 @@ class StyleGAN2Options(OptionsBase):
                                              "(paper256), 10 (config F); None: 0.01 up to 32x32, 1 up to 256, "
                                              "else 10", min=0)
     r1_interval: int = option(16, "Karras et al. 2020, appendix B: R1 every 16 minibatches", min=1)
-    pl_weight: float = option(2.0, "Karras et al. 2020, sec. 3.2 and appendix B: gamma_pl = 2 (ln 2 / r^2 ... "
-                                   f"{_CODE}: pl_weight = 2)", min=0)
+    pl_weight: float = option(2.0, f"Karras et al. 2020, sec. 3.2 and appendix B; {_CODE}, loss.py: pl_weight = 2",
+                              min=0)
     pl_interval: int = option(4, "Karras et al. 2020, appendix B: path length every 4 minibatches", min=1)
     pl_decay: float = option(0.01, f"{_CODE}, loss.py: pl_decay = 0.01", min=0, max=1)
     pl_batch_shrink: int = option(2, f"{_CODE}, loss.py: pl_batch_shrink = 2", min=1)
     style_mixing: float = option(0.9, "Karras et al. 2019 (StyleGAN), sec. 3.1: mixing regularisation, 90% of "
                                       "images", min=0, max=1)
     ema_rampup: Optional[float] = option(0.05, f"{_CODE}, train.py: ema_rampup = 0.05",
-                                         help="the EMA half-life is at most this fraction of the images shown")
+                                         help="the EMA half-life is at most this fraction of the images shown "
+                                              "(None: no ramp-up)", min=0, min_exclusive=True)
 
     def resolve(self, method: Any) -> None:
         h = square_power_of_two(method, self.sample_shape, "")
@@ -134,6 +137,10 @@ class StyleGAN2(Method):
     def ema_networks(self):
         # decay: the trainer's --ema-decay (recommended 0.999 for the CPU runs); ramp-up as the code's
         return {"G": EMASpec(warmup=False, rampup=self.options.ema_rampup)}
+
+    def check_batch_sizes(self, batch_size: int, dataset_size: int) -> None:
+        """Before training: D's minibatch-stddev groups divide the batch (Raises: ValueError naming --batch-size)."""
+        check_stddev_batch(batch_size, self.options.mbstd_group_size, "--batch-size")
 
     # -- generation --------------------------------------------------------------------------------------------
 

@@ -257,14 +257,23 @@ def setup_filter(f: Union[Sequence[float], Tensor] = STYLEGAN2_FILTER, *, device
         ValueError: ``f`` is empty, not 1-D or 2-D, 2-D with ``separable``
             True, or sums to 0 with ``normalize``.
     """
-    t = f.detach().to(device=device, dtype=dtype) if isinstance(f, Tensor) else \
-        torch.as_tensor(f, dtype=dtype, device=device)
+    if isinstance(f, Tensor):
+        if not (f.is_floating_point() or f.dtype in (torch.int32, torch.int64)):
+            raise TypeError(f"f must be a sequence of numbers or a real tensor; got a {f.dtype} tensor")
+        t = f.detach().to(device=device, dtype=dtype)
+    else:
+        try:
+            t = torch.as_tensor(f, dtype=dtype, device=device)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise TypeError(f"f must be a sequence of numbers or a tensor; got {f!r}") from err
     if t.dim() not in (1, 2) or t.numel() == 0:
         raise ValueError(f"f must be a non-empty 1-D or 2-D filter; got shape {tuple(t.shape)}")
     if t.dim() == 2 and separable:
         raise ValueError("separable=True needs a 1-D filter; got a 2-D one")
     if t.dim() == 1 and separable is False:
         t = torch.outer(t, t)
+    if normalize and t.device.type == "meta":  # no values to check (shape propagation)
+        return t / t.sum()
     if normalize:  # a separable f divided by its sum makes f outer f sum to 1 too
         total = float(t.sum())
         if total == 0 or not math.isfinite(total):

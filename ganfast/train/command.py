@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from typing import Any, Dict, List, Optional
@@ -197,6 +198,10 @@ def _slug(s: str) -> str:
 # -- sample -------------------------------------------------------------------------------------------
 
 
+#: --style-mix given without CUTOFF (an object, not a string: argparse would pass a string const through int)
+_HALF = object()
+
+
 def add_sample_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ckpt", required=True, help="a checkpoint written by `ganfast train`, or a run directory / its "
                    "checkpoints directory / their `latest` file (the newest intact checkpoint there)")
@@ -214,10 +219,10 @@ def add_sample_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--interpolate", type=int, default=None, metavar="STEPS",
                    help="latent interpolation strips (style-based models): min(--n, 8) rows, each STEPS images "
                         "along a straight line in w between two random latents")
-    p.add_argument("--style-mix", type=int, nargs="?", const=-1, default=None, metavar="CUTOFF",
-                   help="a style-mixing grid (style-based models): the top row's images give the layers from CUTOFF "
-                        "on (fine styles), the left column's the layers before it (coarse); default CUTOFF: half the "
-                        "layers")
+    p.add_argument("--style-mix", type=int, nargs="?", const=_HALF, default=None, metavar="CUTOFF",
+                   help="a 4 x 6 style-mixing grid (style-based models; --n does not apply): the top row's images "
+                        "give the layers from CUTOFF on (fine styles), the left column's the layers before it "
+                        "(coarse); default CUTOFF: half the layers")
 
 
 def _style_mix_grid(model, args, device):
@@ -229,7 +234,7 @@ def _style_mix_grid(model, args, device):
     z_rows = model.sample_inputs(rows, generator=g)["latent"].to(device)
     z_cols = model.sample_inputs(cols, generator=g)["latent"].to(device)
     num_ws = model.G.num_ws
-    cutoff = num_ws // 2 if args.style_mix == -1 else args.style_mix
+    cutoff = num_ws // 2 if args.style_mix is _HALF else args.style_mix
     if not 0 < cutoff < num_ws:
         raise ValueError(f"--style-mix CUTOFF must be between 1 and {num_ws - 1} (the model has {num_ws} w layers); "
                          f"got {cutoff}")
@@ -280,6 +285,26 @@ def run_sample(args: argparse.Namespace) -> int:
             print(f"ganfast sample: {flag} needs a style-based model (stylegan2); {model.name!r} is not one",
                   file=sys.stderr)
             return 2
+    if args.truncation is not None and not math.isfinite(args.truncation):
+        print(f"ganfast sample: --truncation must be a finite number; got {args.truncation}", file=sys.stderr)
+        return 2
+    if args.truncation_cutoff is not None:
+        if args.truncation is None:
+            print("ganfast sample: --truncation-cutoff needs --truncation PSI (it says which layers PSI applies to)",
+                  file=sys.stderr)
+            return 2
+        if args.style_mix is not None or args.interpolate is not None:
+            print("ganfast sample: --truncation-cutoff applies to plain samples, not to --style-mix or --interpolate",
+                  file=sys.stderr)
+            return 2
+        num_ws = model.G.num_ws
+        if not 1 <= args.truncation_cutoff <= num_ws:
+            print(f"ganfast sample: --truncation-cutoff must be between 1 and {num_ws} (the model's w layers); got "
+                  f"{args.truncation_cutoff}", file=sys.stderr)
+            return 2
+    if args.style_mix is not None and args.interpolate is not None:
+        print("ganfast sample: --style-mix and --interpolate write different pictures: give one", file=sys.stderr)
+        return 2
     if args.style_mix is not None:
         if ext != ".png":
             print("ganfast sample: --style-mix writes a picture: --out must end in .png", file=sys.stderr)

@@ -315,3 +315,15 @@ def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
         raise TypeError(f"module must be an nn.Module; got {type(module).__name__}")
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
+
+def check_stddev_batch(batch: int, group_size: int, where: str) -> None:
+    """Raise unless ``ganfast.nn.MinibatchStdDev(group_size)`` can group ``batch`` samples (``where`` names the source).
+
+    Raises:
+        ValueError: ``min(group_size, batch)`` does not divide ``batch``.
+    """
+    g = min(group_size, batch)
+    if group_size > 1 and batch % g:
+        raise ValueError(f"{where} {batch} is not divisible by the minibatch-stddev group min(mbstd_group_size, "
+                         f"batch) = {g}: use a multiple of {g} (or -o mbstd_group_size=... dividing it)")
+
