@@ -284,12 +284,6 @@ class Trainer:
         rec = recommended(model, dataset.kind)
         self.steps = cfg.steps or rec["steps"]
         self.batch_size = cfg.batch_size or rec["batch_size"]
-        if self.batch_size > len(dataset):
-            raise ValueError(f"batch_size {self.batch_size} is larger than the dataset ({len(dataset)} samples); use a "
-                             f"smaller --batch-size")
-        check_batches = getattr(model, "check_batch_sizes", None)
-        if check_batches is not None:  # a method whose layers constrain the batch (minibatch stddev groups)
-            check_batches(self.batch_size, len(dataset))
         self.lr_schedule = cfg.lr_schedule or rec["lr_schedule"]
         self.ema_decay = float(cfg.ema_decay if cfg.ema_decay is not None else rec["ema_decay"])
         self.out = cfg.out or os.path.join("runs", f"{model.name}-{data_slug(cfg.data)}")
@@ -310,6 +304,12 @@ class Trainer:
             if self.best_metric not in self.evaluator.columns():
                 raise ValueError(f"best_metric {self.best_metric!r} is not among the evaluated columns "
                                  f"{self.evaluator.columns()}")
+        if self.batch_size > len(self.dataset):
+            raise ValueError(f"batch_size {self.batch_size} is larger than the dataset ({len(self.dataset)} samples); "
+                             f"use a smaller --batch-size")
+        check_batches = getattr(self.model, "check_batch_sizes", None)
+        if check_batches is not None:  # a method whose layers constrain the batch (minibatch stddev groups)
+            check_batches(self.batch_size, len(self.dataset))
         self.best: Optional[Dict[str, Any]] = None
         self.step = 0
         self._setup_done = False
