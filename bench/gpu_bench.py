@@ -70,9 +70,10 @@ ISSUE: Tuple[IssueRow, ...] = (
              "kernel only: a torch.compile here would not fit the stage's budget; `ganfast bench --op "
              "bias_act_pixel_norm` has it)", providers=("eager", "ganfast-triton")),
     IssueRow("modulated_conv2d", r"G 64 up 2 16x512x32x32", (FWD_BWD,),
-             "StyleGAN2's upsampling synthesis conv at 64^2 (issue 15's target, >= 1.5x eager and 1.1x compile, is "
-             "for the fused Triton kernel, not written yet: its two PyTorch forms against eager here)",
-             providers=("eager", "ganfast-torch", "ganfast-aten")),
+             "StyleGAN2's upsampling synthesis conv at 64^2: the fused Triton path >= 1.5x eager and >= 1.1x "
+             "torch.compile (issue 15), beside the two PyTorch forms; the kernel against eager here (a "
+             "torch.compile would not fit the stage's budget: `ganfast bench --op modulated_conv2d` has it)",
+             providers=("eager", "ganfast-torch", "ganfast-aten", "ganfast-triton")),
     IssueRow("upfirdn2d", r"downsample2d D 256 16x128x256x256", (FWD_BWD,),
              "StyleGAN2's resampling >= 1.5x eager and >= 1.1x torch.compile in bf16 (issue 15); the kernel only "
              "(the torch backend is eager's own maths)", providers=("eager", "compile", "ganfast-triton")),

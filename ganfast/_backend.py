@@ -290,9 +290,10 @@ OPS: Tuple[OpSpec, ...] = (
     OpSpec("self_attention2d", "ganfast.ops.self_attention2d", ("torch", "aten", "triton"), ("triton", "torch"),
            "the reference stores the (B, N, N) attention matrix",
            ("aten", "torch"), _CPU_WHY["self_attention2d"]),
-    OpSpec("modulated_conv2d", "ganfast.ops.modulated_conv2d", ("torch", "aten"), ("torch",),
-           "the grouped convolution of per-sample weights (stylegan2-ada-pytorch's fused_modconv) until the fused "
-           "Triton kernel is written",
+    OpSpec("modulated_conv2d", "ganfast.ops.modulated_conv2d", ("torch", "aten", "triton"), ("triton", "torch"),
+           "the implicit GEMM with the style scale in its prologue and the demodulation and noise in its epilogue: "
+           "no per-sample weights (the grouped form's (N, O, I, k, k) tensor) and no extra passes over x or y "
+           "(the scaled form's x * s, y * d, + noise); reasoned, not measured",
            ("aten", "torch"), _CPU_WHY["modulated_conv2d"]),
     OpSpec("upfirdn2d", "ganfast.ops.upfirdn2d", ("torch", "aten", "triton"), ("triton", "torch"),
            "one pass computing each kept output from x, against eager's zero-stuffed, padded and fully convolved "

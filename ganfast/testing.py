@@ -113,10 +113,14 @@ def runnable_backends(op: str) -> List[str]:
     return [c.backend for c in backend_cases(op) if c.availability]
 
 
-def assert_close(got: Optional[Tensor], want: Optional[Tensor], dtype: torch.dtype, order: int, what: str) -> None:
+def assert_close(got: Optional[Tensor], want: Optional[Tensor], dtype: torch.dtype, order: int, what: str,
+                 slack: Optional[Tensor] = None) -> None:
     """Compare ``got`` (computed in ``dtype``) with the float64 ``want``.
 
     NaN and inf must appear in the same places with the same signs.
+    ``slack``: an element-wise allowance (float64, ``want``'s shape) added to
+    the bound, for an error the op's design admits beyond the table's
+    (:func:`check_op`'s ``forward_slack``).
     """
     if got is None or want is None:
         if got is None and want is None:
@@ -143,6 +147,8 @@ def assert_close(got: Optional[Tensor], want: Optional[Tensor], dtype: torch.dty
     scale = w.abs().max()
     err = (g - w).abs()
     bound = atol * scale + rtol * w.abs()
+    if slack is not None:
+        bound = bound + slack.detach().to(torch.float64).expand(finite.shape)[finite]
     bad = err > bound
     if bool(bad.any()):
         i = int(torch.argmax((err - bound).flatten()))
@@ -166,6 +172,7 @@ def check_op(
     order: int = 2,
     gradcheck: bool = True,
     generator: Optional[torch.Generator] = None,
+    forward_slack: Optional[Callable[..., Tensor]] = None,
 ) -> None:
     """Check ``fast(*inputs)`` against ``reference`` in float64.
 
@@ -178,6 +185,12 @@ def check_op(
         gradcheck: also run gradcheck (and gradgradcheck for order 2) on
             ``fast`` in float64 when the inputs are small enough.
         generator: source of the random upstream gradients.
+        forward_slack: called with the float64 inputs, an element-wise
+            allowance added to the forward's bound: only for an error the
+            op's design admits and documents (a half-precision operand that
+            the kernel forms itself, as modulated_conv2d's x * s), written
+            as a rounding-error bound (unit roundoff x the sum of absolute
+            terms), never as a looser tolerance.
     """
     dtype = next(t.dtype for t in inputs if t is not None)
 
@@ -194,7 +207,11 @@ def check_op(
     y = fast(*xs)
     r = reference(*rs)
     assert y.dtype == dtype, f"output dtype {y.dtype} != input dtype {dtype}"
-    assert_close(y, r, dtype, 0, "forward")
+    slack = None
+    if forward_slack is not None:
+        with torch.no_grad():
+            slack = forward_slack(*[None if t is None else t.detach() for t in rs])
+    assert_close(y, r, dtype, 0, "forward", slack)
     if order == 0:
         return
 

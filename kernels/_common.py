@@ -59,6 +59,21 @@ def acc_type(dtype: torch.dtype) -> tl.dtype:
     return tl.float64 if compute_dtype(dtype) == torch.float64 else tl.float32
 
 
+@triton.jit
+def round_bf16(v):
+    """float32 ``v`` rounded to the nearest bfloat16 (ties to even), kept as float32.
+
+    What ``v.to(tl.bfloat16)`` gives on a GPU; the CPU interpreter (triton
+    3.9) truncates instead, even with ``fp_downcast_rounding="rtne"``.  For
+    kernels that round a float32 product to bfloat16 and then, under the
+    interpreter (:func:`dot_upcast`), feed it to a float32 dot.  Finite
+    inputs only (NaN payloads and overflow to inf are not modelled).
+    """
+    bits = v.to(tl.uint32, bitcast=True)
+    bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+    return bits.to(tl.float32, bitcast=True)
+
+
 def dot_upcast(dtype: torch.dtype) -> bool:
     """Whether ``tl.dot`` must see float32 operands for ``dtype`` storage.
 

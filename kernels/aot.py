@@ -504,10 +504,13 @@ def _specs(level: str) -> List[_Kernel]:
         return pick(conv_all(row["dtype"], bool(row["INDEX64"])), conv_dims)  # 64-bit offsets: smaller tiles
 
     def conv_allowed(row):
-        # conv2d_stats and conv_transpose2d_stats take no epilogue; out_dtype is conv2d's alone.
-        if row.get("STATS") and (row.get("HAS_SCALE") or row.get("HAS_SHIFT") or row.get("HAS_ACT")):
-            return False
-        return not ((row.get("STATS") or row.get("TRANSPOSED")) and row.get("out", "x") != "x")
+        # conv2d_stats and conv_transpose2d_stats take no epilogue, per-sample scale, addend or out_dtype; the
+        # per-sample scales and addend (modulated_conv2d) take no per-channel scale, shift or activation.
+        epilogue = row.get("HAS_SCALE") or row.get("HAS_SHIFT") or row.get("HAS_ACT")
+        per_sample = row.get("HAS_IN_SCALE") or row.get("HAS_OUT_SCALE") or row.get("HAS_ADD")
+        if row.get("STATS"):
+            return not (epilogue or per_sample or row.get("out", "x") != "x")
+        return not (epilogue and per_sample)
 
     def conv_build(row, cfg):
         x, acc = _ttype(row["dtype"]), _acc(row["dtype"])
@@ -515,16 +518,19 @@ def _specs(level: str) -> List[_Kernel]:
         kh, kw = row["kernel"]
         const = dict(KH=kh, KW=kw, TRANSPOSED=row["TRANSPOSED"], HAS_BIAS=row["HAS_BIAS"],
                      HAS_SCALE=row["HAS_SCALE"], HAS_SHIFT=row["HAS_SHIFT"], HAS_ACT=row["HAS_ACT"],
+                     HAS_IN_SCALE=row["HAS_IN_SCALE"], HAS_OUT_SCALE=row["HAS_OUT_SCALE"], HAS_ADD=row["HAS_ADD"],
                      STATS=row["STATS"], ACC=acc, INDEX64=row["INDEX64"], DOT_F32=_common.dot_upcast(row["dtype"]),
                      SUM_SPLIT=min(16, cfg["BLOCK_M"]),  # the launcher's expression
                      **{d: cfg[d] for d in conv_dims})
         ptrs = dict(x_ptr=x, w_ptr=x, b_ptr=row["bias"] if row["HAS_BIAS"] else x,
                     scale_ptr=row["scale"] if row["HAS_SCALE"] else x,
                     shift_ptr=row["shift"] if row["HAS_SHIFT"] else x, y_ptr=out,
-                    part_ptr=acc if row["STATS"] else x)
+                    add_ptr=(x if row["add"] == "x" else row["add"]) if row["HAS_ADD"] else x,
+                    part_ptr=acc if row["STATS"] else x)  # xs_ptr, os_ptr: ACC (the default)
         feats = [f for f, on in (("bias " + row["bias"], row["HAS_BIAS"]), ("scale " + row["scale"], row["HAS_SCALE"]),
                                  ("shift " + row["shift"], row["HAS_SHIFT"]), ("act", row["HAS_ACT"]),
-                                 ("stats", row["STATS"])) if on]
+                                 ("in_scale", row["HAS_IN_SCALE"]), ("out_scale", row["HAS_OUT_SCALE"]),
+                                 ("add " + row["add"], row["HAS_ADD"]), ("stats", row["STATS"])) if on]
         text = (f"{x} {row['layout']} {'transposed' if row['TRANSPOSED'] else 'conv'} {kh}x{kw} "
                 f"{','.join(feats)}{' y ' + out if out != x else ''}")
         return const, ptrs, conv_layouts[row["layout"]], text
@@ -533,7 +539,9 @@ def _specs(level: str) -> List[_Kernel]:
         "conv2d", "_conv_kernel",
         full=dict(dtype=dtypes, layout=tuple(conv_layouts), STATS=(True, False)),
         pairwise=dict(TRANSPOSED=(True, False), HAS_BIAS=(True, False), HAS_SCALE=(True, False),
-                      HAS_SHIFT=(True, False), HAS_ACT=(True, False), INDEX64=(True, False), kernel=kernel_sizes,
+                      HAS_SHIFT=(True, False), HAS_ACT=(True, False), HAS_IN_SCALE=(True, False),
+                      HAS_OUT_SCALE=(True, False), HAS_ADD=(True, False), INDEX64=(True, False), kernel=kernel_sizes,
+                      add=("x", "fp32", "fp64"),
                       bias=("fp64", "fp32", "bf16", "fp16"), scale=("fp64", "fp32"), shift=("fp64", "fp32"),
                       out=("x", "fp64", "fp32", "bf16", "fp16")),
         configs=conv_configs, build=conv_build, dims=conv_dims, allowed=conv_allowed))

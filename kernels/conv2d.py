@@ -44,7 +44,7 @@ import triton.language as tl
 from ganfast import _layout
 from ganfast._dtypes import FLOAT_DTYPES, compute_dtype
 from ganfast.kernels import INTERPRET
-from ganfast.kernels._common import acc_type, dot_upcast, scalar, split_scalar
+from ganfast.kernels._common import acc_type, dot_upcast, round_bf16, scalar, split_scalar
 
 # -- device functions -----------------------------------------------------------------
 
@@ -197,6 +197,9 @@ def _conv_kernel(
     scale_ptr,  # *float32|float64, (c_out,) (HAS_SCALE)
     shift_ptr,  # *float32|float64, (c_out,) (HAS_SHIFT)
     y_ptr,  # *To, (batch, c_out, h_out, w_out), any strides
+    xs_ptr,  # *ACC, (batch, c_in) input scale, strides (ss_n, ss_c) (HAS_IN_SCALE)
+    os_ptr,  # *ACC, (batch, c_out) output scale, strides (so_n, so_c) (HAS_OUT_SCALE)
+    add_ptr,  # *Ta, broadcast to y through the strides (sa_*), 0 along broadcast dims (HAS_ADD)
     part_ptr,  # *ACC, (4, num_tiles, c_out) partial statistics (STATS)
     batch,
     c_in,
@@ -217,6 +220,14 @@ def _conv_kernel(
     sy_c,
     sy_h,
     sy_w,
+    ss_n,  # strides of the input scale
+    ss_c,
+    so_n,  # strides of the output scale
+    so_c,
+    sa_n,  # strides of the addend (0 where it broadcasts)
+    sa_c,
+    sa_h,
+    sa_w,
     stride_h,
     stride_w,
     pad_h,
@@ -232,6 +243,9 @@ def _conv_kernel(
     HAS_SCALE: tl.constexpr,
     HAS_SHIFT: tl.constexpr,
     HAS_ACT: tl.constexpr,
+    HAS_IN_SCALE: tl.constexpr,  # x[n, ci] * in_scale[n, ci] as the A tile is gathered (per-sample modulation)
+    HAS_OUT_SCALE: tl.constexpr,  # acc[n, co] * out_scale[n, co] first in the epilogue (per-sample demodulation)
+    HAS_ADD: tl.constexpr,  # then + addend[n, co, oh, ow] (noise), before the bias/scale/shift/act epilogue
     STATS: tl.constexpr,  # write the tile's partial statistics of acc (before the bias)
     ACC: tl.constexpr,  # tl.float32, or tl.float64 for float64 inputs
     INDEX64: tl.constexpr,  # 64-bit offsets: a tensor spans more than 2^30 elements
@@ -310,6 +324,16 @@ def _conv_kernel(
         iw = iw_base[:, None] + iw_dir * t_w[None, :]
         amask = rmask[:, None] & kmask[None, :] & (ih >= 0) & (ih < h_in) & (iw >= 0) & (iw < w_in)
         a = tl.load(x_rows[:, None] + (ci * sx_c)[None, :] + ih * sx_h + iw * sx_w, mask=amask, other=0.0)
+        if HAS_IN_SCALE:
+            # The style scale of modulated_conv2d: multiplied in the accumulation dtype, rounded back to x's dtype
+            # for the dot (the per-sample weight tensor of the grouped form is never built).
+            sc = tl.load(xs_ptr + n[:, None] * ss_n + (ci * ss_c)[None, :], mask=rmask[:, None] & kmask[None, :],
+                         other=0.0)
+            a = a.to(ACC) * sc
+            if DOT_F32:
+                a = round_bf16(a)  # the interpreter's own cast truncates (_common.round_bf16)
+            else:
+                a = a.to(x_ptr.dtype.element_ty)
         r = r0 + r_step * t_h
         s = s0 + s_step * t_w
         w_off = ci * sw_i + r * sw_h + s * sw_w
@@ -323,11 +347,17 @@ def _conv_kernel(
         _tile_stats(acc, rmask, co, cmask, part_ptr, phase * m_tiles + pid_m, plane, c_out, ACC, BLOCK_M, BLOCK_N,
                     SUM_SPLIT)
     slope = scalar(slope_hi, slope_lo, ACC)
-    v = _epilogue(acc, co, cmask, b_ptr, scale_ptr, shift_ptr, slope, HAS_BIAS, HAS_SCALE, HAS_SHIFT, HAS_ACT, ACC)
     oh = oh0 + oh_step * p_h
     ow = ow0 + ow_step * p_w
+    omask = rmask[:, None] & cmask[None, :]
+    if HAS_OUT_SCALE:
+        acc = acc * tl.load(os_ptr + n[:, None] * so_n + (co * so_c)[None, :], mask=omask, other=0.0).to(ACC)
+    if HAS_ADD:
+        a_off = (n * sa_n + oh * sa_h + ow * sa_w)[:, None] + (co * sa_c)[None, :]
+        acc = acc + tl.load(add_ptr + a_off, mask=omask, other=0.0).to(ACC)
+    v = _epilogue(acc, co, cmask, b_ptr, scale_ptr, shift_ptr, slope, HAS_BIAS, HAS_SCALE, HAS_SHIFT, HAS_ACT, ACC)
     y_off = (n * sy_n + oh * sy_h + ow * sy_w)[:, None] + (co * sy_c)[None, :]
-    tl.store(y_ptr + y_off, v.to(y_ptr.dtype.element_ty), mask=rmask[:, None] & cmask[None, :])
+    tl.store(y_ptr + y_off, v.to(y_ptr.dtype.element_ty), mask=omask)
 
 
 # -- host functions -------------------------------------------------------------------
@@ -500,9 +530,25 @@ def _run(
     negative_slope: Optional[float],
     out_dtype: Optional[torch.dtype],
     stats: bool,
+    in_scale: Optional[torch.Tensor] = None,
+    out_scale: Optional[torch.Tensor] = None,
+    addend: Optional[torch.Tensor] = None,
 ):
     """Allocates y (and the partial statistics), launches; returns (y, part)."""
     x, c_out = prob.x, prob.c_out
+    acc_dtypes = (compute_dtype(x.dtype),)
+    if in_scale is not None:
+        in_scale = _check_tensor(in_scale, "in_scale", x, (x.shape[0], x.shape[1]), acc_dtypes)
+    if out_scale is not None:
+        out_scale = _check_tensor(out_scale, "out_scale", x, (x.shape[0], c_out), acc_dtypes)
+    per_sample = in_scale is not None or out_scale is not None or addend is not None
+    if stats and per_sample:
+        raise ValueError("in_scale, out_scale, addend: the statistics are of the plain convolution; pass none of "
+                         "them with stats")
+    if per_sample and (scale is not None or shift is not None or negative_slope is not None):
+        # Both epilogues at once spill registers on the largest tiles (ganfast.kernels.aot); no layer needs it.
+        raise ValueError("in_scale, out_scale, addend: not combined with scale, shift or negative_slope (apply "
+                         "them after the convolution)")
     if bias is not None:
         bias = _check_tensor(bias, "bias", x, (c_out,), _DTYPES).contiguous()
     if scale is not None:
@@ -523,6 +569,17 @@ def _run(
     kh, kw = prob.kernel
     y = torch.empty((batch, c_out, h_out, w_out), dtype=out_dtype, device=x.device, memory_format=memory_format(x))
     acc_dtype = compute_dtype(x.dtype)
+    if addend is not None:
+        if not torch.is_tensor(addend) or addend.dtype not in _DTYPES:
+            raise TypeError(f"addend: expected a float tensor broadcastable to {tuple(y.shape)}, got "
+                            f"{getattr(addend, 'dtype', type(addend).__name__)}")
+        if addend.device != x.device:
+            raise ValueError(f"addend: on {addend.device}, but x is on {x.device}")
+        try:
+            addend = addend.expand(y.shape)  # stride 0 along the broadcast dimensions
+        except RuntimeError:
+            raise ValueError(f"addend: shape {tuple(addend.shape)} does not broadcast to the output's "
+                             f"{tuple(y.shape)}") from None
 
     if transposed:
         sh, sw = prob.stride
@@ -534,8 +591,8 @@ def _run(
         m = batch * h_out * w_out
         k = c_in * kh * kw
     def needs_index64(block_m: int) -> bool:  # offsets into x, y, the weight or the stats partials past 2^30
-        return max(_extent(x), _extent(y), _extent(prob.weight), 4 * phases * triton.cdiv(m, block_m) * c_out) \
-            > _INDEX32_LIMIT
+        extents = [_extent(t) for t in (x, y, prob.weight, in_scale, out_scale, addend) if t is not None]
+        return max(*extents, 4 * phases * triton.cdiv(m, block_m) * c_out) > _INDEX32_LIMIT
 
     cfg = _config(m, c_out, k, x.dtype)
     if needs_index64(cfg.block_m):
@@ -558,11 +615,17 @@ def _run(
             scale if scale is not None else placeholder,
             shift if shift is not None else placeholder,
             y,
+            in_scale if in_scale is not None else placeholder,
+            out_scale if out_scale is not None else placeholder,
+            addend if addend is not None else placeholder,
             part if part is not None else placeholder,
             batch, c_in, h_in, w_in, c_out, h_out, w_out,  # the kernel's size arguments, in its order
             *x.stride(),
             *prob.w_strides,
             *y.stride(),
+            *(in_scale.stride() if in_scale is not None else (0, 0)),
+            *(out_scale.stride() if out_scale is not None else (0, 0)),
+            *(addend.stride() if addend is not None else (0, 0, 0, 0)),
             *prob.stride,
             *prob.padding,
             m_tiles,
@@ -575,6 +638,9 @@ def _run(
             HAS_SCALE=scale is not None,
             HAS_SHIFT=shift is not None,
             HAS_ACT=negative_slope is not None,
+            HAS_IN_SCALE=in_scale is not None,
+            HAS_OUT_SCALE=out_scale is not None,
+            HAS_ADD=addend is not None,
             STATS=stats,
             ACC=acc_type(x.dtype),
             INDEX64=index64,
@@ -615,16 +681,19 @@ def _stats(y: torch.Tensor, part: torch.Tensor, bias: Optional[torch.Tensor]):
 
 
 def _conv(x, weight, bias, stride, padding, output_padding, transposed: bool, scale=None, shift=None,
-          negative_slope=None, out_dtype=None, stats: bool = False):
+          negative_slope=None, out_dtype=None, stats: bool = False, in_scale=None, out_scale=None, addend=None):
     """Every public function below: checks, one launch, and the statistics when asked for."""
     prob = _problem(x, weight, stride, padding, output_padding, transposed=transposed)
-    y, part = _run(prob, transposed, bias, scale, shift, negative_slope, out_dtype, stats=stats)
+    y, part = _run(prob, transposed, bias, scale, shift, negative_slope, out_dtype, stats, in_scale, out_scale,
+                   addend)
     return _stats(y, part, bias) if stats else y
 
 
 def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None, stride: IntPair = (1, 1),
            padding: IntPair = (0, 0), scale: Optional[torch.Tensor] = None, shift: Optional[torch.Tensor] = None,
-           negative_slope: Optional[float] = None, out_dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+           negative_slope: Optional[float] = None, out_dtype: Optional[torch.dtype] = None, *,
+           in_scale: Optional[torch.Tensor] = None, out_scale: Optional[torch.Tensor] = None,
+           addend: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``F.conv2d(x, weight, bias, stride, padding)`` (groups 1, dilation 1,
     kernel 1..7), then per output channel ``v * scale + shift`` (either may
     be None: 1 and 0) and, when ``negative_slope`` is not None,
@@ -632,8 +701,23 @@ def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] =
 
     ``scale`` and ``shift`` are float32 or float64 (C_out,) tensors.  The
     result has ``out_dtype`` (default: x's) and x's layout (``memory_format``).
+
+    Per-sample scales (modulated_conv2d, Karras et al. 2020 sec. 2.2 in its
+    input/output-scale form): ``in_scale`` (N, C_in) multiplies x's channels
+    as the kernel reads them (``conv(x * in_scale, weight)``, the product
+    rounded to x's dtype before the dot), ``out_scale`` (N, C_out)
+    multiplies the accumulator, then ``addend`` (broadcastable to the
+    output, any float dtype: the noise) is added; all before ``bias``.  The
+    scales are in the accumulation dtype (float32; float64 for float64 x).
+
+    Raises:
+        ValueError: ``in_scale``/``out_scale``/``addend`` together with
+            ``scale``, ``shift`` or ``negative_slope``; a scale of the wrong
+            shape; an addend that does not broadcast to the output.
+        TypeError: a scale not in the accumulation dtype.
     """
-    return _conv(x, weight, bias, stride, padding, None, False, scale, shift, negative_slope, out_dtype)
+    return _conv(x, weight, bias, stride, padding, None, False, scale, shift, negative_slope, out_dtype,
+                 in_scale=in_scale, out_scale=out_scale, addend=addend)
 
 
 def conv2d_stats(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
@@ -649,11 +733,15 @@ def conv2d_stats(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Ten
 def conv_transpose2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
                      stride: IntPair = (1, 1), padding: IntPair = (0, 0), output_padding: IntPair = (0, 0),
                      scale: Optional[torch.Tensor] = None, shift: Optional[torch.Tensor] = None,
-                     negative_slope: Optional[float] = None) -> torch.Tensor:
+                     negative_slope: Optional[float] = None, *, in_scale: Optional[torch.Tensor] = None,
+                     out_scale: Optional[torch.Tensor] = None, addend: Optional[torch.Tensor] = None,
+                     out_dtype: Optional[torch.dtype] = None) -> torch.Tensor:
     """``F.conv_transpose2d(x, weight, bias, stride, padding, output_padding)``
     (weight (C_in, C_out, kh, kw), groups 1, dilation 1, kernel 1..7, stride
-    1..4), with the same optional epilogue as :func:`conv2d`."""
-    return _conv(x, weight, bias, stride, padding, output_padding, True, scale, shift, negative_slope)
+    1..4), with the same optional epilogue, per-sample scales and
+    ``out_dtype`` as :func:`conv2d`."""
+    return _conv(x, weight, bias, stride, padding, output_padding, True, scale, shift, negative_slope, out_dtype,
+                 in_scale=in_scale, out_scale=out_scale, addend=addend)
 
 
 def conv_transpose2d_stats(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,

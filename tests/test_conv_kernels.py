@@ -256,6 +256,38 @@ def test_epilogue(dtype, transposed, gen):
         testing.assert_close(y, _epilogue_ref(want_conv, scale, shift, slope), dtype, 0, what)
 
 
+@pytest.mark.parametrize("transposed", [False, True], ids=["conv2d", "conv_transpose2d"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_per_sample_scales(dtype, transposed, gen):
+    """modulated_conv2d's form: conv(x * in_scale[n, ci], w) * out_scale[n, co] + addend + bias against float64,
+    the addend full-size or broadcast (noise (N, 1, H, W)), NCHW and channels_last, each part alone and all."""
+    acc = _acc(dtype)
+    w = _randn((3, 5, 4, 4) if transposed else (5, 3, 3, 3), gen, dtype)
+    b = _randn((5,), gen, dtype)
+    conv = (lambda x_, w_, b_: F.conv_transpose2d(x_, w_, b_, 2, 1)) if transposed else \
+        (lambda x_, w_, b_: F.conv2d(x_, w_, b_, 1, 1))
+    for layout in LAYOUTS:
+        x = _randn((2, 3, 5, 7), gen, dtype, layout)
+        out_hw = (10, 14) if transposed else (5, 7)
+        s_in = (torch.rand(2, 3, generator=gen, dtype=torch.float64) + 0.5).to(acc).to(DEVICE)
+        s_out = (torch.rand(2, 5, generator=gen, dtype=torch.float64) + 0.5).to(acc).to(DEVICE)
+        for add_shape in ((2, 5) + out_hw, (2, 1) + out_hw):
+            add = _randn(add_shape, gen, torch.float32)
+            for kw in (dict(in_scale=s_in), dict(out_scale=s_out), dict(addend=add),
+                       dict(in_scale=s_in, out_scale=s_out, addend=add)):
+                # The reference rounds x * in_scale to x's dtype as the kernel does before its dot.
+                xs = _d(x) if "in_scale" not in kw else (_d(x) * _d(s_in)[:, :, None, None]).to(dtype).double()
+                want = conv(xs, _d(w), None)
+                if "out_scale" in kw:
+                    want = want * _d(s_out)[:, :, None, None]
+                if "addend" in kw:
+                    want = want + _d(add)
+                want = want + _ch(b)
+                y = (cv.conv_transpose2d(x, w, b, 2, 1, **kw) if transposed else cv.conv2d(x, w, b, 1, 1, **kw))
+                _check_layout(y, x)
+                testing.assert_close(y, want, dtype, 0, f"{layout} {sorted(kw)} addend {add_shape}")
+
+
 def test_epilogue_nan_propagates(gen):
     x = _randn((1, 3, 5, 7), gen, torch.float32)
     x[0, 1, 2, 3] = float("nan")
@@ -406,6 +438,16 @@ def _bad_inputs():
         ("slope", lambda: cv.conv2d(x, w, negative_slope="0.2"), TypeError, "negative_slope:"),
         ("out_dtype", lambda: cv.conv2d(x, w, out_dtype=torch.int32), TypeError, "out_dtype:"),
         ("stats weight", lambda: cv.conv_transpose2d_stats(x, w[:, :2]), ValueError, "weight:"),
+        ("in_scale shape", lambda: cv.conv2d(x, w, in_scale=torch.ones(1, 4, device=DEVICE)), ValueError,
+         r"in_scale: expected shape \(1, 3\)"),
+        ("out_scale dtype", lambda: cv.conv2d(x, w, out_scale=torch.ones(1, 4, dtype=torch.float64, device=DEVICE)),
+         TypeError, "out_scale: expected dtype torch.float32"),
+        ("addend shape", lambda: cv.conv2d(x, w, addend=torch.ones(2, 1, 3, 5, device=DEVICE)), ValueError,
+         "addend: shape"),
+        ("addend dtype", lambda: cv.conv2d(x, w, addend=torch.ones(1, 1, 3, 5, dtype=torch.long, device=DEVICE)),
+         TypeError, "addend: expected a float tensor"),
+        ("per-sample with epilogue", lambda: cv.conv2d(x, w, in_scale=torch.ones(1, 3, device=DEVICE),
+                                                       negative_slope=0.2), ValueError, "not combined with"),
     ]
 
 

@@ -50,20 +50,46 @@ def _ref(case, device):
     return lambda x, w, s, nz: ref.modulated_conv2d(x, w, s, nz, f, demod, up, down, k // 2)
 
 
+def _slack(backend, case, dtype, device):
+    """The fused Triton kernel's admitted extra error in half precision: it forms x * s (and, with down > 1, the
+    filtered x) in the storage dtype for the tensor cores' dot, as stylegan2-ada-pytorch's
+    ``x * styles.to(x.dtype)`` does, where the reference multiplies in float32.  Two roundings of every operand:
+    2 u |x| |s| * |w| (* d), u the dtype's unit roundoff; None for the other backends and dtypes."""
+    if backend != "triton" or dtype not in (torch.float16, torch.bfloat16):
+        return None
+    up, down, k, demod, _ = CASES[case]
+    f = _filter(device, torch.float64).abs()
+    u = 2.0 ** -8 if dtype == torch.bfloat16 else 2.0 ** -11
+
+    def slack(x, w, s, nz):
+        y = ref.modulated_conv2d(x.abs(), w.abs(), s.abs(), None, f, False, up, down, k // 2)
+        if demod:
+            y = y * ref.demodulation(w, s)[:, :, None, None]
+        return 2 * u * y
+
+    return slack
+
+
 @pytest.mark.parametrize("case", range(len(CASES)))
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_matches_reference(backend, device, case, dtype, gen):
     """Forward, gradients (x, weight, styles, noise) and the double backward."""
     inputs = _inputs(case, dtype, device, gen)
     testing.check_op(_fast(backend, case, device), _ref(case, device), list(inputs),
+                     forward_slack=_slack(backend, case, dtype, device),
                      differentiable=[0, 1, 2, 3] if inputs[3] is not None else [0, 1, 2], order=2, generator=gen,
                      gradcheck=False)
 
 
 def test_gradcheck_float64(backend, device, gen):
-    inputs = _inputs(1, torch.float64, device, gen, n=2, cin=2, cout=2, size=(3, 3))
-    testing.check_op(_fast(backend, 1, device), _ref(1, device), list(inputs), differentiable=[0, 1, 2, 3], order=2,
-                     generator=gen)
+    """Numerical against analytical derivatives.  The Triton backend on the CPU runs its forward under the
+    interpreter (about 0.8 s a call with up = 2, and gradcheck makes hundreds): there it is checked to first
+    order on the stride-1 case; its backward is the scaled form of the other backends, second order included,
+    and test_matches_reference compares its first and second derivatives with the reference on every case."""
+    case, order = (0, 1) if backend == "triton" and torch.device(device).type == "cpu" else (1, 2)
+    inputs = _inputs(case, torch.float64, device, gen, n=2, cin=2, cout=2, size=(3, 3))
+    testing.check_op(_fast(backend, case, device), _ref(case, device), list(inputs), differentiable=[0, 1, 2, 3],
+                     order=order, generator=gen)
 
 
 def test_reference_is_equations_1_to_3_sample_by_sample(gen):

@@ -14,15 +14,30 @@ the same numbers:
   (plain autograd, no registered op) computes it; it is the CPU's choice
   (measured: the row of ``ganfast._backend.OPS``).
 
-A fused Triton kernel (the style scale in the implicit GEMM's prologue, the
-demodulation in its epilogue) is not written yet: on a GPU ``auto`` runs the
-``torch`` backend, the grouped convolution, until it is.
+* the ``triton`` backend fuses the second form into ganfast's implicit-GEMM
+  convolution (:mod:`ganfast.kernels.conv2d`): the style scale multiplies
+  the input tile as it is gathered, the demodulation coefficient and the
+  noise are applied to the accumulator in the epilogue, one launch for the
+  whole batch.  ``up`` > 1 runs the transposed convolution at the input's
+  resolution (1/up^2 of the multiply-adds of convolving the upsampled
+  image) into a float32 intermediate, then upfirdn2d's filter
+  (:func:`transposed_padding`); ``down`` > 1 filters first (upfirdn2d),
+  then the strided fused convolution.  In float16/bfloat16, ``x * s`` (and
+  the filtered x) is rounded to the storage dtype for the tensor cores' dot,
+  as stylegan2-ada-pytorch's ``x * styles.to(x.dtype)`` does; the tests
+  admit that rounding explicitly.  Kernels larger than 7 or ``up`` > 4
+  fall back to the second form on cuDNN.
 
-Derivatives: both forms are differentiable to any order (path-length
+On a GPU ``auto`` prefers ``triton``, then ``torch``: reasoned (no
+per-sample weight tensor, one dense launch instead of a grouped one), not
+yet measured on a GPU (``ganfast._backend.OPS``).
+
+Derivatives: every form is differentiable to any order (path-length
 regularisation differentiates G's output w.r.t. the styles; lazy R1
-differentiates D twice).  The registered op's backward recomputes through
-the reference with autograd (one reference forward and backward), recorded
-when the gradient must itself be differentiable.
+differentiates D twice).  The registered op's backward recomputes with
+autograd (one forward and backward), recorded when the gradient must itself
+be differentiable: through the reference for ``torch``, through the second
+form (dense convolutions: cuDNN on a GPU) for ``triton``.
 """
 
 from __future__ import annotations
@@ -96,8 +111,58 @@ def scaled_form(x: Tensor, weight: Tensor, styles: Tensor, noise: Optional[Tenso
     return y.to(x.dtype)
 
 
+def transposed_padding(padding: Tuple[int, int, int, int], kh: int, kw: int, up: int
+                       ) -> Tuple[int, int, int, int]:
+    """upfirdn2d's padding after a full transposed convolution, for the same output as zero insertion + conv.
+
+    ``conv2d(upfirdn2d(x, f, up, pad), w)`` (the definition) equals
+    ``upfirdn2d(conv_transpose2d(x, flip(w)^T, stride=up), f, pad')``: the
+    filter and the convolution are both shift-invariant and commute, and
+    correlating the zero-inserted x with w is the transposed convolution
+    with the flipped kernel, shifted by k - 1.  So pad' = (pad_0 - (k - 1),
+    pad_1 - (k - up)) per axis (stylegan2-ada-pytorch ``conv2d_resample``
+    derives the same).  ``padding`` is (x0, x1, y0, y1); the result may be
+    negative (a crop).
+    """
+    px0, px1, py0, py1 = padding
+    return px0 - (kw - 1), px1 - (kw - up), py0 - (kh - 1), py1 - (kh - up)
+
+
+def _triton_impl():
+    from ganfast.kernels import conv2d as kernels
+
+    def forward(x, weight, styles, noise, f, demodulate, up, down, padding):
+        kh, kw = weight.shape[2], weight.shape[3]
+        if max(kh, kw) > 7 or up > 4:  # outside the implicit GEMM's kernel sizes 1..7 and transposed strides 1..4
+            return scaled_form(x, weight, styles, noise, f, demodulate, up, down, padding).to(x.dtype)
+        acc = compute_dtype(x.dtype)
+        s = styles.to(acc)
+        d = ref.demodulation(weight.to(acc), s) if demodulate else None
+        w = weight.to(x.dtype)
+        if up == 1 and down == 1:
+            return kernels.conv2d(x, w, padding=padding, in_scale=s, out_scale=d, addend=noise)
+        f_h, f_w = (f.shape[0], f.shape[0]) if f.dim() == 1 else (f.shape[0], f.shape[1])
+        pad = ref.resample_padding(padding, f_h, f_w, up, down)
+        if down > 1:  # filter, then the strided convolution with the scales fused
+            xf = upfirdn2d(x, f, padding=pad, backend="triton")
+            return kernels.conv2d(xf, w, stride=down, in_scale=s, out_scale=d, addend=noise)
+        # up > 1: the transposed convolution at the input's resolution (1/up^2 of the MACs of convolving the
+        # upsampled image), scales fused, then the filter (transposed_padding) and the noise.  The intermediate
+        # stays in the accumulation dtype: rounded to bfloat16 before the noise is added, outputs where the two
+        # nearly cancel lost 7% (measured against the float64 reference).
+        z = kernels.conv_transpose2d(x, w.transpose(0, 1).flip([2, 3]), stride=up, in_scale=s, out_scale=d,
+                                     out_dtype=acc)
+        y = upfirdn2d(z, f, padding=transposed_padding(pad, kh, kw, up), gain=float(up * up), backend="triton")
+        if noise is not None:
+            y = y + noise
+        return y.to(x.dtype)
+
+    return types.SimpleNamespace(forward=forward)
+
+
 _backend.register(OP, "torch", lambda: types.SimpleNamespace(forward=_torch_forward))
 _backend.register(OP, "aten", lambda: types.SimpleNamespace(forward=scaled_form))
+_backend.register(OP, "triton", _triton_impl)
 
 
 # -- arguments --------------------------------------------------------------------------
@@ -178,6 +243,7 @@ def _setup(ctx, inputs, output):
     x, weight, styles, noise, f, *params = inputs
     ctx.save_for_backward(x, weight, styles, noise, f)
     ctx.params = params  # demodulate, up, down, padding, backend
+    ctx.resolved = _backend.resolve(OP, params[-1], x.device)
 
 
 def _backward(ctx, grad):
@@ -190,11 +256,12 @@ def _backward(ctx, grad):
     wrt = [t for t, n in zip(inputs, needs) if n]
     if not wrt:
         return (None,) * 10
-    # Recomputed through the reference (module docstring); recorded only when the gradient must be differentiable.
+    # Recomputed (module docstring); recorded only when the gradient must be differentiable.
     create = differentiable_backward()
+    recompute = ref.modulated_conv2d if ctx.resolved == "torch" else scaled_form
     with torch.enable_grad():
         leaves = [t if create or t is None else t.detach().requires_grad_(n) for t, n in zip(inputs, needs)]
-        out = ref.modulated_conv2d(leaves[0], leaves[1], leaves[2], leaves[3], f, demodulate, up, down, padding)
+        out = recompute(leaves[0], leaves[1], leaves[2], leaves[3], f, demodulate, up, down, padding)
         got = iter(torch.autograd.grad(out, [t for t, n in zip(leaves, needs) if n], grad, create_graph=create,
                                        allow_unused=True))
     grads = [next(got) if n else None for n in needs]
@@ -241,12 +308,13 @@ def modulated_conv2d(x: Tensor, weight: Tensor, styles: Tensor, demodulate: bool
             (N, 1, H', W') scaled by a learned strength); default None.
         backend: ``"torch"`` (per-sample weights, a grouped convolution:
             the reference), ``"aten"`` (input and output scales on the shared
-            weight, plain autograd), ``"auto"``, or None for the current
-            choice (:func:`ganfast.use_backend`).
+            weight, plain autograd), ``"triton"`` (the scales fused into
+            ganfast's convolution kernel; module docstring), ``"auto"``, or
+            None for the current choice (:func:`ganfast.use_backend`).
 
     Returns:
-        (N, O, H', W') in ``x``'s dtype, computed in float32 (float64 for
-        float64 inputs) by both backends.
+        (N, O, H', W') in ``x``'s dtype and memory format, accumulated in
+        float32 (float64 for float64 inputs) by every backend.
 
     Raises:
         TypeError: a tensor argument is not a tensor or has an unsupported
