@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Tuple, Type
+from typing import Any, Dict, List, Optional, Tuple, Type
 
 from .method import Method
 
@@ -12,17 +12,34 @@ REGISTRY: Dict[str, Type[Method]] = {}
 FAMILY_ORDER = ("foundational", "conditional", "objective and regularisation", "architecture", "mode collapse")
 
 
-def register(cls: Type[Method]) -> Type[Method]:
+def register(cls: Optional[Type[Method]] = None, *, before: Optional[str] = None):
     """Class decorator: make ``cls`` buildable by its ``name``.
 
+    ``@register`` appends the method to :func:`names`' order;
+    ``@register(before="stylegan2")`` places it just before a registered
+    method (a subclass defined after its base but published earlier).
+
     Raises:
-        ValueError: ``cls`` has no name, or another class has it.
+        ValueError: ``cls`` has no name, another class has it, or ``before``
+            names no registered method.
     """
+    if cls is None:
+        return lambda c: register(c, before=before)
     if not cls.name:
         raise ValueError(f"{cls.__name__} has no name")
     if cls.name in REGISTRY and REGISTRY[cls.name] is not cls:
         raise ValueError(f"model name {cls.name!r} is taken by {REGISTRY[cls.name].__name__}")
-    REGISTRY[cls.name] = cls
+    if before is None:
+        REGISTRY[cls.name] = cls
+        return cls
+    if before not in REGISTRY:
+        raise ValueError(f"register(before={before!r}): no such method; registered: {', '.join(REGISTRY)}")
+    items = [(k, v) for k, v in REGISTRY.items() if k != cls.name]
+    REGISTRY.clear()
+    for k, v in items:
+        if k == before:
+            REGISTRY[cls.name] = cls
+        REGISTRY[k] = v
     return cls
 
 

@@ -282,7 +282,7 @@ def run_sample(args: argparse.Namespace) -> int:
     for flag, value in (("--truncation", args.truncation), ("--truncation-cutoff", args.truncation_cutoff),
                         ("--style-mix", args.style_mix), ("--interpolate", args.interpolate)):
         if value is not None and not style_based:
-            print(f"ganfast sample: {flag} needs a style-based model (stylegan2); {model.name!r} is not one",
+            print(f"ganfast sample: {flag} needs a style-based model (stylegan, stylegan2); {model.name!r} is not one",
                   file=sys.stderr)
             return 2
     if args.truncation is not None and not math.isfinite(args.truncation):

@@ -34,6 +34,7 @@ from ._common import count_parameters, init_weights, stddev_group_size
 from .dcgan import ConvDiscriminator, ConvGenerator
 from .mlp import MLPDiscriminator, MLPGenerator
 from .progan import ProGANDiscriminator, ProGANGenerator
+from .stylegan import StyleGANDiscriminator, StyleGANGenerator
 from .stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
 
 #: network family -> (module, one line for ``ganfast list``)
@@ -43,6 +44,8 @@ FAMILIES = {
                                             "layers; optional SAGAN attention, minibatch stddev/discrimination"),
     "progan": ("ganfast.models.nets.progan", "ProGAN G and D (Karras et al. 2018): whole networks whose level of "
                                               "detail picks the blocks that run and fades the newest one in"),
+    "stylegan": ("ganfast.models.nets.stylegan", "StyleGAN G (Karras et al. 2019): mapping network, constant "
+                                                  "input, AdaIN layers with noise; ProGAN's D"),
     "stylegan2": ("ganfast.models.nets.stylegan2", "StyleGAN2 G and D (Karras et al. 2020): mapping network, skip "
                                                     "generator of modulated convs with noise, residual discriminator"),
 }
@@ -55,6 +58,8 @@ __all__ = [
     "ConvDiscriminator",
     "ProGANGenerator",
     "ProGANDiscriminator",
+    "StyleGANGenerator",
+    "StyleGANDiscriminator",
     "StyleGAN2Generator",
     "StyleGAN2Discriminator",
     "init_weights",

@@ -43,7 +43,8 @@ from torch import Tensor, nn
 from ... import ops
 from ...nn import MinibatchStdDev
 
-__all__ = ["MappingNetwork", "StyleGAN2Discriminator", "StyleGAN2Generator", "channels_at"]
+__all__ = ["Conv2dLayer", "FullyConnected", "MappingNetwork", "StyleGAN2Discriminator", "StyleGAN2Generator",
+           "channels_at"]
 
 _SQRT2 = math.sqrt(2.0)
 
@@ -223,34 +224,52 @@ class Conv2dLayer(nn.Module):
 
 
 class DiscriminatorBlock(nn.Module):
-    def __init__(self, in_channels: int, tmp_channels: int, out_channels: int, img_channels: int) -> None:
+    """Two 3x3 convs, the second blur-then-stride-2; ``resnet``: plus the 1x1 skip, summed with gain sqrt(0.5)."""
+
+    def __init__(self, in_channels: int, tmp_channels: int, out_channels: int, img_channels: int,
+                 architecture: str = "resnet") -> None:
         super().__init__()
         self.fromrgb = Conv2dLayer(img_channels, tmp_channels, 1) if in_channels == 0 else None
         self.conv0 = Conv2dLayer(tmp_channels, tmp_channels, 3)
         self.conv1 = Conv2dLayer(tmp_channels, out_channels, 3, down=2)
-        self.skip = Conv2dLayer(tmp_channels, out_channels, 1, bias=False, activation="linear", down=2)
+        self.skip = Conv2dLayer(tmp_channels, out_channels, 1, bias=False, activation="linear", down=2) \
+            if architecture == "resnet" else None
 
     def forward(self, x: Optional[Tensor], img: Tensor) -> Tensor:
         if self.fromrgb is not None:
             x = self.fromrgb(img)
+        if self.skip is None:
+            return self.conv1(self.conv0(x))
         y = self.skip(x, gain=math.sqrt(0.5))
         x = self.conv1(self.conv0(x), gain=math.sqrt(0.5))
         return y + x
 
 
 class StyleGAN2Discriminator(nn.Module):
-    """images (N, C, R, R) -> scores (N,); residual blocks down to 4x4, then minibatch stddev and the head."""
+    """images (N, C, R, R) -> scores (N,); blocks down to 4x4, then minibatch stddev and the head.
+
+    ``architecture``: ``"resnet"`` (StyleGAN2, default) or ``"orig"`` (the
+    same blocks without the residual skip: ProGAN's and StyleGAN's D, whose
+    [1, 2, 1] blur, conv and 2x2 average pooling equal this blur by
+    [1, 3, 3, 1] and stride-2 conv).
+
+    Raises:
+        ValueError: an unknown ``architecture``.
+    """
 
     def __init__(self, img_resolution: int, img_channels: int, channel_base: int = 32768, channel_max: int = 512,
-                 mbstd_group_size: int = 4) -> None:
+                 mbstd_group_size: int = 4, architecture: str = "resnet") -> None:
         super().__init__()
+        if architecture not in ("resnet", "orig"):
+            raise ValueError(f"architecture must be 'resnet' or 'orig'; got {architecture!r}")
+        self.architecture = architecture
         resolutions = [2 ** i for i in range(int(math.log2(img_resolution)), 2, -1)]
         blocks: List[nn.Module] = []
         for k, res in enumerate(resolutions):
             in_ch = 0 if k == 0 else channels_at(res, channel_base, channel_max)
             tmp = channels_at(res, channel_base, channel_max)
             out = channels_at(res // 2, channel_base, channel_max)
-            blocks.append(DiscriminatorBlock(in_ch, tmp, out, img_channels))
+            blocks.append(DiscriminatorBlock(in_ch, tmp, out, img_channels, architecture))
         self.blocks = nn.ModuleList(blocks)
         c4 = channels_at(4, channel_base, channel_max)
         self.fromrgb4 = Conv2dLayer(img_channels, c4, 1) if not blocks else None  # a 4x4 model
