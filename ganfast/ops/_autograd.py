@@ -48,8 +48,12 @@ def reference_grads(
     recomputation costs one reference forward and backward; the ops take it
     only when :func:`differentiable_backward` says so.
     """
-    wrt = [t for t, n in zip(inputs, needs) if n]
     with torch.enable_grad():
+        # Fresh views: when one input is computed from another (weight = v, bias = v.flip(0)), the gradient
+        # with respect to the view is the partial derivative, as the backward must return; with respect to
+        # the input itself autograd would add the path through the other input (counted twice then).
+        inputs = [t.view_as(t) if n else t for t, n in zip(inputs, needs)]
+        wrt = [t for t, n in zip(inputs, needs) if n]
         out = reference(*inputs)
         got = iter(torch.autograd.grad(out, wrt, grad, create_graph=True, allow_unused=True))
     grads = [next(got) if n else None for n in needs]

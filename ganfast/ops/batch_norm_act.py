@@ -28,7 +28,7 @@ returned batch mean and biased variance, exactly as ``nn.BatchNorm2d`` does.
 from __future__ import annotations
 
 import types
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -106,7 +106,7 @@ def register_backends(op: str) -> None:
 register_backends(OP)
 
 
-def _scale_shift(weight, bias, var, eps) -> Tuple[Tensor, Tensor, Tensor]:
+def norm_scale_shift(weight, bias, var, eps) -> Tuple[Tensor, Tensor, Tensor]:
     """(invstd, scale, shift) with out = act((y - mean) * scale + shift)."""
     invstd = torch.rsqrt(var + eps)
     scale = invstd * weight.to(invstd.dtype) if weight is not None else invstd
@@ -121,7 +121,7 @@ def _batch_norm_act_op(
     """(out, batch mean, biased batch variance); statistics in float32 (float64 for float64 y)."""
     _, impl = _backend.select(OP, backend, y.device)
     mean, var = impl.channel_stats(y)
-    _, scale, shift = _scale_shift(weight, bias, var, eps)
+    _, scale, shift = norm_scale_shift(weight, bias, var, eps)
     return impl.scale_shift_act(y, scale, shift, negative_slope, mean), mean, var
 
 
@@ -167,7 +167,7 @@ def _batch_norm_act_backward_op(
     """(dy, d weight, d bias); the last two in the statistics dtype, as if affine."""
     _, impl = _backend.select(OP, backend, y.device)
     grad = _layout.like(grad, _layout.dense(y)) if y.numel() else grad
-    invstd, scale, shift = _scale_shift(weight, bias, var, eps)
+    invstd, scale, shift = norm_scale_shift(weight, bias, var, eps)
     sum_gz, sum_gz_xc = impl.scale_shift_act_backward_reduce(grad, y, scale, shift, mean, negative_slope)
     count = y.numel() // y.shape[1]
     dy = impl.bn_act_backward_apply(grad, y, scale, shift, mean, invstd, scale, sum_gz, sum_gz_xc, count,
@@ -186,35 +186,44 @@ def _(grad, y, weight, bias, mean, var, eps, negative_slope, backend):
     return torch.empty_like(y), torch.empty_like(mean), torch.empty_like(mean)
 
 
-def _setup(ctx, inputs, output):
-    y, weight, bias, eps, negative_slope, backend = inputs
-    _, mean, var = output
-    ctx.mark_non_differentiable(mean, var)
-    ctx.save_for_backward(y, weight, bias, mean, var)
-    ctx.params = (eps, negative_slope, backend)
+def norm_act_autograd(reference_fn: Callable[..., Tensor], backward_op: Callable[..., Tuple[Tensor, Tensor, Tensor]]):
+    """``(backward, setup_context)`` for a registered norm + activation op ``(y, weight, bias, eps, slope,
+    backend) -> (out, mean, var)``: first order through ``backward_op`` (same arguments as
+    ``_batch_norm_act_backward_op``), a differentiable backward by recomputing ``reference_fn(y, None, None,
+    weight, bias, True, 0.0, eps, slope)`` (batch_norm_act's and instance_norm_act's references share that
+    signature)."""
+
+    def setup(ctx, inputs, output):
+        y, weight, bias, eps, negative_slope, backend = inputs
+        _, mean, var = output
+        ctx.mark_non_differentiable(mean, var)
+        ctx.save_for_backward(y, weight, bias, mean, var)
+        ctx.params = (eps, negative_slope, backend)
+
+    def backward(ctx, grad, _grad_mean, _grad_var):
+        y, weight, bias, mean, var = ctx.saved_tensors
+        eps, negative_slope, backend = ctx.params
+        needs = ctx.needs_input_grad[:3]
+        if differentiable_backward():
+            # Recomputed through the reference (documented in the op modules' docstrings).
+            def reference(y, weight, bias):
+                return reference_fn(y, None, None, weight, bias, True, 0.0, eps, negative_slope)
+
+            return (*reference_grads(reference, (y, weight, bias), needs, grad), None, None, None)
+        dy, dweight, dbias = backward_op(grad, y, weight, bias, mean, var, eps, negative_slope, backend)
+        return (
+            dy if needs[0] else None,
+            dweight.to(weight.dtype) if needs[1] else None,
+            dbias.to(bias.dtype) if needs[2] else None,
+            None,
+            None,
+            None,
+        )
+
+    return backward, setup
 
 
-def _backward(ctx, grad, _grad_mean, _grad_var):
-    y, weight, bias, mean, var = ctx.saved_tensors
-    eps, negative_slope, backend = ctx.params
-    needs = ctx.needs_input_grad[:3]
-    if differentiable_backward():
-        # Recomputed through the reference (documented in the module docstring).
-        def reference(y, weight, bias):
-            return ref.batch_norm_act(y, None, None, weight, bias, True, 0.0, eps, negative_slope)
-
-        return (*reference_grads(reference, (y, weight, bias), needs, grad), None, None, None)
-    dy, dweight, dbias = _batch_norm_act_backward_op(grad, y, weight, bias, mean, var, eps, negative_slope, backend)
-    return (
-        dy if needs[0] else None,
-        dweight.to(weight.dtype) if needs[1] else None,
-        dbias.to(bias.dtype) if needs[2] else None,
-        None,
-        None,
-        None,
-    )
-
-
+_backward, _setup = norm_act_autograd(ref.batch_norm_act, _batch_norm_act_backward_op)
 _batch_norm_act_op.register_autograd(_backward, setup_context=_setup)
 
 
