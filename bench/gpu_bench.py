@@ -77,6 +77,10 @@ ISSUE: Tuple[IssueRow, ...] = (
     IssueRow("upfirdn2d", r"downsample2d D 256 16x128x256x256", (FWD_BWD,),
              "StyleGAN2's resampling >= 1.5x eager and >= 1.1x torch.compile in bf16 (issue 15); the kernel only "
              "(the torch backend is eager's own maths)", providers=("eager", "compile", "ganfast-triton")),
+    IssueRow("instance_norm_act", r"relu 8x64x256x256", (FWD_BWD,),
+             "CycleGAN's generator at 256^2, batch 8: >= 1.5x eager and >= 1.1x torch.compile in bf16 (issue 16); "
+             "eager and the kernels only (a torch.compile would not fit the stage's budget: `ganfast bench --op "
+             "instance_norm_act` has it)", providers=("eager", "ganfast-triton")),
     IssueRow("minibatch_stddev", r"G=4 F=1 16x64x256x256", (FWD_BWD,),
              "a normalisation stage >= 80% of the copy bandwidth (DESIGN.md); ProGAN D at 256^2"),
     IssueRow("feature_stats", r"batch=500 50000x2048", (FWD,),

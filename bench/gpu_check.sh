@@ -14,8 +14,8 @@
 #                       built it here in 31 s on 2 cores (sm_80 + sm_90 + compute_90, nvcc --threads 0);
 #                       16 cores run the three targets and the C++ file side by side, plus ~10 s of pip.
 # doctor         15 s   ~5 s: import torch + ganfast, probe the extension and Triton.
-# smoke          45 s   ~30 s: bench/gpu_smoke.py: 13 ops x their backends (32 op-backend pairs on CUDA)
-#                       x 4 dtypes = 128 cases, forward + first derivatives against float64, one realistic
+# smoke          45 s   ~30 s: bench/gpu_smoke.py: 14 ops x their backends (34 op-backend pairs on CUDA)
+#                       x 4 dtypes = 136 cases, forward + first derivatives against float64, one realistic
 #                       shape each.  Compute is milliseconds per case (2048-d eigh: ~1 s per dtype); the
 #                       cost is Triton's JIT: 120 kernel variants (counted under the interpreter), 0.1-0.9 s
 #                       each and 2.4 s for the implicit-GEMM conv (sm_90 compiles timed on the loaded 2-core
@@ -27,7 +27,7 @@
 #                       of compile at the loaded 2-core dev machine's speed, ~120 s on an idle core, over 12
 #                       pytest-xdist workers (installed there) ~15 s, + ~15 s worker start-up and collection,
 #                       + 3 torch.compile tests (~20 s each, side by side).
-# bench         165 s   ~158 s: bench/gpu_bench.py, every op at its issue shape in bf16 (10 cases,
+# bench         165 s   ~165 s: bench/gpu_bench.py, every op at its issue shape in bf16 (11 cases,
 #                       one pass each; `bench/gpu_bench.py --plan` prints the count): per (case, pass) up to 7
 #                       providers x (6 fixed calls + 25 ms warm-up + 200 ms or >= 10 repetitions), one
 #                       torch.compile (~5 s fwd, ~10 s fwd+bwd, +15 s for the first), 2 s of Triton JIT.

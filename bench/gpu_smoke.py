@@ -128,6 +128,7 @@ def cases() -> Dict[str, SmokeCase]:
     from ganfast.ref import conv_bn_act as ref_cba
     from ganfast.ref import conv_transpose_bn_act as ref_ctba
     from ganfast.ref import feature_stats as ref_fs
+    from ganfast.ref import instance_norm_act as ref_in
     from ganfast.ref import minibatch_discrimination as ref_mbd
     from ganfast.ref import minibatch_stddev as ref_mbstd
     from ganfast.ref import modulated_conv2d as ref_mc
@@ -197,6 +198,11 @@ def cases() -> Dict[str, SmokeCase]:
         n, cin, cout, hw = (2, 3, 5, (4, 5)) if tiny else (128, 128, 64, (16, 16))
         return [_randn(gen, device, dtype, n, cin, *hw), _randn(gen, device, dtype, cin, cout, 4, 4, scale=0.25),
                 _randn(gen, device, dtype, cout)]
+
+    def in_inputs(dtype, device, gen, tiny):
+        n, c, h, w = (3, 5, 4, 6) if tiny else (8, 64, 256, 256)
+        return [_randn(gen, device, dtype, n, c, h, w, scale=2.0, shift=0.5),
+                _randn(gen, device, dtype, c, scale=0.2, shift=1.0), _randn(gen, device, dtype, c)]
 
     def fs_inputs(dtype, device, gen, tiny):
         n, d = (37, 24) if tiny else (500, 2048)
@@ -269,6 +275,10 @@ def cases() -> Dict[str, SmokeCase]:
                   lambda x, w, g, b, rm, rv, slope: ref_ctba.conv_transpose_bn_act(
                       x, w, None, g, b, rm, rv, True, negative_slope=slope, **bn_args),
                   (0, 1, 2, 3)),
+        SmokeCase("instance_norm_act", "8x64x256x256 affine + ReLU (CycleGAN G's first layer at 256^2)",
+                  "3x5x4x6", in_inputs,
+                  lambda x, g, b, backend: ganfast.ops.instance_norm_act(x, g, b, backend=backend),
+                  lambda x, g, b: ref_in.instance_norm_act(x, None, None, g, b, True, 0.1, 1e-5, 0.0), (0, 1, 2)),
         SmokeCase("feature_stats", "500x2048 (one FID batch of Inception features)", "37x24", fs_inputs,
                   fs_fast, fs_ref),
         SmokeCase("minibatch_discrimination", "B=256, A=8192, K=100, D=5 (the issue's shape)", "B=9 A=16 K=6",

@@ -130,6 +130,8 @@ def test_aten_matches_torch_backend_for_each_fused_op(gen):
                                                                         padding=1, backend=be), (x, wt4, gamma)),
         "conv_transpose2d": (lambda be: ops.conv_transpose2d(x, wt, stride=2, padding=1, backend=be), (x, wt)),
         "minibatch_stddev": (lambda be: ops.minibatch_stddev(x, 2, backend=be), (x,)),
+        "instance_norm_act": (lambda be: ops.instance_norm_act(x, b6, b6.flip(0), act="leaky_relu", backend=be),
+                              (x, b6)),
         "minibatch_discrimination": (lambda be: ops.minibatch_discrimination(x.flatten(1), T, backend=be), (x, T)),
         "self_attention2d": (lambda be: ops.self_attention2d(q, k, v, scale=0.7, backend=be), (q, k, v)),
         "modulated_conv2d": (lambda be: ops.modulated_conv2d(x, w, styles, up=2, padding=1, backend=be), (x, w, styles)),

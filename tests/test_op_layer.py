@@ -364,6 +364,8 @@ def _cases():
         ("conv_transpose2d", lambda: ops.conv_transpose2d(y, torch.randn(4, 2, 3, 3), None, [5, 5], [0, 0], [0, 0],
                                                           "torch"),
          ValueError, "stride must be 1 to 4"),
+        ("instance_norm_act", lambda: ops.instance_norm_act(y, torch.randn(5), None, 1e-5, 0.0, "torch"),
+         ValueError, r"weight must have shape \(4,\)"),
         ("feature_stats", lambda: ops.feature_stats(torch.randn(4, 3), torch.zeros(3, dtype=torch.float64),
                                                     torch.zeros(3, dtype=torch.float64), torch.zeros(3, 3), "torch"),
          TypeError, "gram must be a float64 tensor"),
@@ -385,11 +387,12 @@ def _cases():
     ]
 
 
-@pytest.mark.parametrize("case", range(15), ids=lambda i: ["bias_act", "bias_act-act", "bias_act_grad",
-                                                           "bias_act_pixel_norm", "batch_norm_act", "conv_affine_act", "conv_transpose2d",
-                                                           "feature_stats", "minibatch_discrimination",
-                                                           "minibatch_stddev", "self_attention2d", "sqrtm_trace",
-                                                           "sqrtm", "modulated_conv2d", "upfirdn2d"][i])
+@pytest.mark.parametrize("case", range(16), ids=lambda i: ["bias_act", "bias_act-act", "bias_act_grad",
+                                                           "bias_act_pixel_norm", "batch_norm_act", "conv_affine_act",
+                                                           "conv_transpose2d", "instance_norm_act", "feature_stats",
+                                                           "minibatch_discrimination", "minibatch_stddev",
+                                                           "self_attention2d", "sqrtm_trace", "sqrtm",
+                                                           "modulated_conv2d", "upfirdn2d"][i])
 def test_fake_implementations_check_like_the_public_functions(case):
     """Each registered op's fake raises the public function's error, with its message, on fake tensors."""
     _, call, exc, words = _cases()[case]

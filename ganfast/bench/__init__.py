@@ -23,6 +23,7 @@ CASE_MODULES: Dict[str, str] = {
     "conv_bn_act": "ganfast.bench.conv_bn_act",
     "conv_transpose_bn_act": "ganfast.bench.conv_transpose_bn_act",
     "feature_stats": "ganfast.bench.feature_stats",
+    "instance_norm_act": "ganfast.bench.instance_norm_act",
     "minibatch_discrimination": "ganfast.bench.minibatch_discrimination",
     "minibatch_stddev": "ganfast.bench.minibatch_stddev",
     "modulated_conv2d": "ganfast.bench.modulated_conv2d",

@@ -12,6 +12,7 @@ from .conv_bn_act import conv_bn_act
 from .conv_transpose2d import conv_transpose2d
 from .conv_transpose_bn_act import conv_transpose_bn_act
 from .feature_stats import feature_stats, feature_stats_update
+from .instance_norm_act import instance_norm_act
 from .minibatch_discrimination import minibatch_discrimination
 from .minibatch_stddev import minibatch_stddev
 from .modulated_conv2d import conv2d_resample, modulated_conv2d
@@ -27,6 +28,7 @@ __all__ = [
     "conv_transpose_bn_act",
     "feature_stats",
     "feature_stats_update",
+    "instance_norm_act",
     "minibatch_discrimination",
     "minibatch_stddev",
     "modulated_conv2d",
