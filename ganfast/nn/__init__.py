@@ -2,6 +2,7 @@
 
 from .bias_act import BiasAct
 from .conv_bn_act import ConvBNLeakyReLU2d
+from .conv_instance_norm_act import ConvInstanceNormAct2d, ConvTransposeInstanceNormAct2d
 from .conv_transpose_bn_act import ConvTransposeBNReLU2d
 from .minibatch_discrimination import MinibatchDiscrimination
 from .minibatch_stddev import MinibatchStdDev
@@ -13,4 +14,5 @@ from .pixel_norm import BiasLeakyReLUPixelNorm, PixelNorm
 __all__ = ["BiasAct", "ConvBNLeakyReLU2d", "ConvTransposeBNReLU2d", "convert"]
 __all__ += ["MinibatchDiscrimination", "MinibatchStdDev"]
 __all__ += ["SelfAttention2d"]
+__all__ += ["ConvInstanceNormAct2d", "ConvTransposeInstanceNormAct2d"]
 __all__ += ["BiasLeakyReLUPixelNorm", "EqualizedScale", "PixelNorm", "equalized_lr"]
