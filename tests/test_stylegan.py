@@ -4,6 +4,7 @@ from the border, ProGAN's discriminator, truncation, mixing and training through
 
 import dataclasses
 import math
+import re
 
 import pytest
 import torch
@@ -193,3 +194,30 @@ def test_register_before_an_unknown_method_is_refused_and_changes_nothing():
     with pytest.raises(ValueError, match="model name 'stylegan' is taken by StyleGAN"):
         register(type("Other", (StyleGAN,), {"name": "stylegan"}), before="gan")
     assert list(REGISTRY) == order
+
+
+def test_bad_arguments_name_the_argument():
+    """From a new user's trial: each of these was silent or crashed deep inside (matmul, slicing, range)."""
+    from ganfast.models.nets.stylegan import StyleGANGenerator
+
+    m = tiny(8)  # num_ws 4
+    z = torch.randn(3, 8, dtype=torch.float64)
+    cases = [
+        (lambda: StyleGANGenerator(8, 8, 12, 1), "img_resolution must be a power of two >= 4; got 12"),
+        (lambda: StyleGAN2Discriminator(2, 1), "img_resolution must be a power of two >= 4; got 2"),
+        (lambda: m.G.synthesis(m.G.mapping(z), noise_mode="cosnt"), "noise_mode must be 'random', 'const' or"),
+        (lambda: m.G.synthesis(torch.randn(3, 8, 8, dtype=torch.float64)), "ws must be (N, num_ws=4, w_dim=8)"),
+        (lambda: m.style_mix(z, z, 4), "cutoff must be an int in [1, 3]"),
+        (lambda: m.style_mix(z, z, 2.5), "cutoff must be an int in [1, 3]"),
+        (lambda: m.style_mix(z, torch.randn(2, 7, dtype=torch.float64), 2), "cols must be (P, z_dim=8)"),
+        (lambda: m.sample(latent=z, truncation_psi=0.5, truncation_cutoff=0), "truncation_cutoff must be an int"),
+        (lambda: m.sample(latent=z, truncation_psi=0.5, truncation_cutoff=5), "in [1, 4]"),
+        (lambda: m.sample(0), "n must be a positive int; got 0"),
+        (lambda: m.sample(5, latent=z), "n (5) must equal the number of latents (3)"),
+        (lambda: m.sample(latent=torch.randn(3, 7)), "latent must be (P, z_dim=8)"),
+        (lambda: m.interpolate(torch.randn(8), torch.randn(8), 3), "start must be (P, z_dim=8)"),
+    ]
+    for call, words in cases:
+        with pytest.raises(ValueError, match=re.escape(words)):
+            call()
+    assert m.sample(latent=z, truncation_psi=0.5, truncation_cutoff=4).shape == (3, 1, 8, 8)

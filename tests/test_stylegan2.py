@@ -279,7 +279,9 @@ def test_cli_sample_truncation_and_style_mixing_grid(tmp_path):
                        (["--truncation", "nan"], "--truncation must be a finite number"),
                        (["--truncation-cutoff", 2], "--truncation-cutoff needs --truncation"),
                        (["--truncation", 0.5, "--truncation-cutoff", 9], "--truncation-cutoff must be between 1 and 4"),
-                       (["--style-mix", "--interpolate", 3], "--style-mix and --interpolate")):
+                       (["--style-mix", "--interpolate", 3], "--style-mix and --interpolate"),
+                       (["--batch-size", 0], "--batch-size must be a positive int; got 0"),
+                       (["--device", "foo"], "--device:")):
         bad = ganfast_cli("sample", "--ckpt", out, "--out", tmp_path / "x.png", *args, check=False)
         assert bad.returncode == 2 and says in bad.stderr and "Traceback" not in bad.stderr, (args, bad.stderr)
     ganfast_cli("train", "--model", "dcgan", "--data", "digits", "--image-size", 8, "--steps", 1, "--batch-size", 8,

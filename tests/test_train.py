@@ -116,6 +116,10 @@ def test_bad_configs(tmp_path):
         Trainer(TrainConfig(model="gan", batch_size=1000, out=str(tmp_path)), dataset=points()).fit()
     with pytest.raises(ValueError, match="backend"):
         Trainer(TrainConfig(backend="tpu"), dataset=images())
+    # a backend that cannot run on the device is refused before anything is written, not at the first step
+    with pytest.raises(ValueError, match="--backend cuda cannot run on cpu: the cuda backend runs on CUDA tensors"):
+        Trainer(TrainConfig(backend="cuda", device="cpu", out=str(tmp_path / "never")), dataset=images())
+    assert not (tmp_path / "never").exists()
 
 
 def test_divergence_is_reported(tmp_path):

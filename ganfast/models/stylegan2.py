@@ -201,17 +201,28 @@ class StyleGAN2(Method):
                noise_mode: str = "const") -> Tensor:
         """``(n, C, R, R)`` images; truncation in w toward ``w_avg`` on the first ``truncation_cutoff`` layers.
 
+        ``latent``: (n, z_dim) z's to map (then ``n`` may be omitted); else
+        ``n`` fresh N(0, I) z's from ``generator``.
+
         Raises:
-            ValueError: neither ``n`` nor ``latent``; ``noise_mode`` not random, const or none.
+            ValueError: neither ``n`` nor ``latent``; ``n`` not a positive
+                int, or not ``len(latent)``; ``latent`` not (n, z_dim);
+                ``truncation_cutoff`` not in [1, num_ws]; ``noise_mode`` not
+                random, const or none.
         """
         if noise_mode not in ("random", "const", "none"):
             raise ValueError(f"noise_mode must be 'random', 'const' or 'none'; got {noise_mode!r}")
         G = self.net("G", networks)
         param = next(G.parameters())
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise ValueError(f"n must be a positive int; got {n!r}")
         if latent is None:
             if n is None:
                 raise ValueError("sample needs n or latent")
             latent = torch.randn(n, G.z_dim, generator=generator)
+        _check_latent(latent, "latent", G.z_dim)
+        if n is not None and n != len(latent):
+            raise ValueError(f"n ({n}) must equal the number of latents ({len(latent)}) when both are given")
         z = latent.to(device=device or param.device, dtype=param.dtype)
         return G(z, truncation_psi, truncation_cutoff, noise_mode)
 
@@ -221,9 +232,26 @@ class StyleGAN2(Method):
     def style_mix(self, rows: Tensor, cols: Tensor, cutoff: int, *, networks: Optional[Mapping[str, nn.Module]] = None,
                   truncation_psi: float = 1.0) -> Tensor:
         """The style-mixing grid (StyleGAN, Figure 3): image (i, j) takes layers ``< cutoff`` from ``rows[i]``
-        and the rest from ``cols[j]``; returns ``(len(rows) * len(cols), C, R, R)``, row-major."""
+        and the rest from ``cols[j]``.
+
+        Args:
+            rows, cols: latents (R, z_dim) and (K, z_dim).
+            cutoff: an int in [1, num_ws - 1]: the first w layer taken from ``cols``.
+            truncation_psi: truncation of every w toward ``w_avg`` (1: none).
+
+        Returns:
+            ``(R * K, C, res, res)``, row-major, with constant noise.
+
+        Raises:
+            ValueError: a latent not (., z_dim); ``cutoff`` out of range or not an int.
+        """
         G = self.net("G", networks)
         param = next(G.parameters())
+        _check_latent(rows, "rows", G.z_dim)
+        _check_latent(cols, "cols", G.z_dim)
+        if isinstance(cutoff, bool) or not isinstance(cutoff, int) or not 1 <= cutoff < G.num_ws:
+            raise ValueError(f"cutoff must be an int in [1, {G.num_ws - 1}] (the model has {G.num_ws} w layers); "
+                             f"got {cutoff!r}")
         wr = G.mapping(rows.to(param), truncation_psi)
         wc = G.mapping(cols.to(param), truncation_psi)
         ws = torch.cat([wr[:, None, :cutoff].expand(-1, len(cols), -1, -1),
@@ -240,7 +268,8 @@ class StyleGAN2(Method):
         constant noise.
 
         Raises:
-            ValueError: ``steps`` < 2, or ``start`` and ``end`` differ in shape.
+            ValueError: ``steps`` < 2, ``start`` or ``end`` not (P, z_dim), or
+                the two differ in shape.
         """
         if not isinstance(steps, int) or steps < 2:
             raise ValueError(f"steps must be an int >= 2; got {steps!r}")
@@ -248,6 +277,7 @@ class StyleGAN2(Method):
             raise ValueError(f"start and end must have the same shape; got {tuple(start.shape)} and "
                              f"{tuple(end.shape)}")
         G = self.net("G", networks)
+        _check_latent(start, "start", G.z_dim)
         param = next(G.parameters())
         wa = G.mapping(start.to(param), truncation_psi)
         wb = G.mapping(end.to(param), truncation_psi)
@@ -255,3 +285,9 @@ class StyleGAN2(Method):
         ws = torch.lerp(wa[:, None], wb[:, None], t)  # (P, steps, num_ws, w_dim)
         return G.synthesis(ws.reshape(-1, G.num_ws, G.w_dim), noise_mode="const")
 
+
+def _check_latent(t: Any, name: str, z_dim: int) -> None:
+    """``t`` is a (P, z_dim) tensor with P >= 1 (Raises: ValueError naming ``name``)."""
+    if not isinstance(t, torch.Tensor) or t.dim() != 2 or t.shape[1] != z_dim or t.shape[0] < 1:
+        got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+        raise ValueError(f"{name} must be (P, z_dim={z_dim}) with P >= 1; got {got}")

@@ -257,6 +257,18 @@ def run_sample(args: argparse.Namespace) -> int:
     if args.n < 1:
         print(f"ganfast sample: --n must be a positive int; got {args.n}", file=sys.stderr)
         return 2
+    if args.batch_size < 1:
+        print(f"ganfast sample: --batch-size must be a positive int; got {args.batch_size}", file=sys.stderr)
+        return 2
+    try:
+        device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except RuntimeError as err:
+        print(f"ganfast sample: --device: {err}", file=sys.stderr)
+        return 2
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print(f"ganfast sample: --device {args.device!r} was asked for but torch sees no CUDA device",
+              file=sys.stderr)
+        return 2
     ext = os.path.splitext(args.out)[1].lower()
     if ext not in (".png", ".npy"):
         print(f"ganfast sample: --out must end in .png or .npy; got {args.out!r}", file=sys.stderr)
@@ -267,7 +279,6 @@ def run_sample(args: argparse.Namespace) -> int:
         print(f"ganfast sample: --ckpt: {err}", file=sys.stderr)
         return 2
     model = model_from_checkpoint(state, ema=not args.no_ema)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device).eval()
     conditions = {}
     if args.label is not None:

@@ -240,6 +240,10 @@ class Trainer:
                 device = torch.device("cuda", self.dist.local_rank)
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError("device 'cuda' was asked for but torch sees no CUDA device")
+        if cfg.backend != "auto":  # before anything is written: a backend that cannot run here fails the first step
+            status = _backend.backend_status(cfg.backend, device.type)
+            if not status.available:
+                raise ValueError(f"--backend {cfg.backend} cannot run on {device.type}: {status.reason}")
         self.device = device
         if cfg.amp == "fp16" and device.type == "cpu":
             warnings.warn("fp16 autocast on the CPU is slow and rarely useful; bf16 is the CPU's half type")

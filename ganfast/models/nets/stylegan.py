@@ -45,7 +45,8 @@ from torch import Tensor, nn
 
 from ... import ops
 from ..._dtypes import compute_dtype
-from .stylegan2 import FullyConnected, MappingNetwork, StyleGAN2Discriminator, channels_at
+from .stylegan2 import (FullyConnected, MappingNetwork, StyleGAN2Discriminator, channels_at, check_resolution,
+                        check_synthesis_args)
 
 __all__ = ["AdaIN", "StyleGANDiscriminator", "StyleGANGenerator", "instance_norm"]
 
@@ -113,6 +114,8 @@ class _Conv(nn.Module):
 
 
 class SynthesisBlock(nn.Module):
+    """One resolution: (the constant, or an upsampling conv) + AdaIN, conv + AdaIN; two entries of ws."""
+
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int) -> None:
         super().__init__()
         self.first = in_channels == 0
@@ -142,12 +145,16 @@ class StyleGANGenerator(nn.Module):
     mixing and interpolation apply unchanged.  Channels at resolution r:
     ``min(channel_base / r, channel_max)`` (the released ``nf``: fmap_base
     8192 at stage log2(r) - 1, i.e. channel_base 16384, channel_max 512).
+
+    Raises:
+        ValueError: ``img_resolution`` is not a power of two >= 4.
     """
 
     def __init__(self, z_dim: int, w_dim: int, img_resolution: int, img_channels: int, channel_base: int = 16384,
                  channel_max: int = 512, mapping_layers: int = 8, mapping_lr: float = 0.01,
                  w_avg_beta: float = 0.995) -> None:
         super().__init__()
+        check_resolution(img_resolution)
         self.z_dim, self.w_dim, self.img_resolution, self.img_channels = z_dim, w_dim, img_resolution, img_channels
         resolutions = [2 ** i for i in range(2, int(math.log2(img_resolution)) + 1)]
         self.blocks = nn.ModuleList()
@@ -163,6 +170,8 @@ class StyleGANGenerator(nn.Module):
         self.mapping = MappingNetwork(z_dim, w_dim, self.num_ws, mapping_layers, mapping_lr, w_avg_beta)
 
     def synthesis(self, ws: Tensor, noise_mode: str = "random") -> Tensor:
+        """ws (N, num_ws, w_dim) -> images (N, C, R, R).  Raises: ValueError (ws's shape, noise_mode)."""
+        check_synthesis_args(ws, self.num_ws, self.w_dim, noise_mode)
         x = None
         for i, block in enumerate(self.blocks):
             x = block(x, ws[:, 2 * i:2 * i + 2], noise_mode)

@@ -43,10 +43,30 @@ from torch import Tensor, nn
 from ... import ops
 from ...nn import MinibatchStdDev
 
-__all__ = ["Conv2dLayer", "FullyConnected", "MappingNetwork", "StyleGAN2Discriminator", "StyleGAN2Generator",
-           "channels_at"]
+__all__ = ["Conv2dLayer", "FullyConnected", "MappingNetwork", "NOISE_MODES", "StyleGAN2Discriminator",
+           "StyleGAN2Generator", "channels_at", "check_resolution", "check_synthesis_args"]
 
 _SQRT2 = math.sqrt(2.0)
+
+
+def check_resolution(img_resolution) -> int:
+    """``img_resolution`` as an int when it is a power of two >= 4 (Raises: ValueError naming it otherwise)."""
+    r = img_resolution
+    if isinstance(r, bool) or not isinstance(r, int) or r < 4 or r & (r - 1):
+        raise ValueError(f"img_resolution must be a power of two >= 4; got {r!r}")
+    return r
+
+
+NOISE_MODES = ("random", "const", "none")
+
+
+def check_synthesis_args(ws, num_ws: int, w_dim: int, noise_mode) -> None:
+    """``ws`` is (N, num_ws, w_dim) and ``noise_mode`` one of :data:`NOISE_MODES` (Raises: ValueError)."""
+    if not isinstance(ws, torch.Tensor) or ws.dim() != 3 or tuple(ws.shape[1:]) != (num_ws, w_dim):
+        got = tuple(ws.shape) if isinstance(ws, torch.Tensor) else type(ws).__name__
+        raise ValueError(f"ws must be (N, num_ws={num_ws}, w_dim={w_dim}); got {got}")
+    if noise_mode not in NOISE_MODES:
+        raise ValueError(f"noise_mode must be 'random', 'const' or 'none'; got {noise_mode!r}")
 
 
 def channels_at(resolution: int, channel_base: int, channel_max: int) -> int:
@@ -87,6 +107,18 @@ class MappingNetwork(nn.Module):
 
     def forward(self, z: Tensor, truncation_psi: float = 1.0, truncation_cutoff: Optional[int] = None,
                 update_w_avg: bool = False) -> Tensor:
+        """z (N, z_dim) -> ws (N, num_ws, w_dim); truncation toward ``w_avg`` on the first ``truncation_cutoff``.
+
+        Raises:
+            ValueError: z not (N, z_dim); ``truncation_cutoff`` not an int in [1, num_ws].
+        """
+        if not isinstance(z, torch.Tensor) or z.dim() != 2 or z.shape[1] != self.z_dim:
+            got = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
+            raise ValueError(f"z must be (N, z_dim={self.z_dim}); got {got}")
+        if truncation_cutoff is not None and (isinstance(truncation_cutoff, bool) or not isinstance(
+                truncation_cutoff, int) or not 1 <= truncation_cutoff <= self.num_ws):
+            raise ValueError(f"truncation_cutoff must be an int in [1, {self.num_ws}] (the number of w layers) or "
+                             f"None; got {truncation_cutoff!r}")
         x = z * torch.rsqrt(z.square().mean(dim=1, keepdim=True) + 1e-8)  # normalize_2nd_moment
         for layer in self.layers:
             x = layer(x)
@@ -144,6 +176,8 @@ class ToRGB(nn.Module):
 
 
 class SynthesisBlock(nn.Module):
+    """One resolution: (the constant, or an upsampling conv) and a conv, then its toRGB added to the image."""
+
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int) -> None:
         super().__init__()
         self.first = in_channels == 0
@@ -171,12 +205,17 @@ class SynthesisBlock(nn.Module):
 
 
 class StyleGAN2Generator(nn.Module):
-    """z (N, z_dim) -> images (N, C, R, R); ``mapping`` and ``synthesis`` callable on their own."""
+    """z (N, z_dim) -> images (N, C, R, R); ``mapping`` and ``synthesis`` callable on their own.
+
+    Raises:
+        ValueError: ``img_resolution`` is not a power of two >= 4.
+    """
 
     def __init__(self, z_dim: int, w_dim: int, img_resolution: int, img_channels: int, channel_base: int = 32768,
                  channel_max: int = 512, mapping_layers: int = 8, mapping_lr: float = 0.01,
                  w_avg_beta: float = 0.995) -> None:
         super().__init__()
+        check_resolution(img_resolution)
         self.z_dim, self.w_dim, self.img_resolution, self.img_channels = z_dim, w_dim, img_resolution, img_channels
         resolutions = [2 ** i for i in range(2, int(math.log2(img_resolution)) + 1)]
         self.blocks = nn.ModuleList()
@@ -189,6 +228,8 @@ class StyleGAN2Generator(nn.Module):
         self.mapping = MappingNetwork(z_dim, w_dim, self.num_ws, mapping_layers, mapping_lr, w_avg_beta)
 
     def synthesis(self, ws: Tensor, noise_mode: str = "random") -> Tensor:
+        """ws (N, num_ws, w_dim) -> images (N, C, R, R).  Raises: ValueError (ws's shape, noise_mode)."""
+        check_synthesis_args(ws, self.num_ws, self.w_dim, noise_mode)
         x = img = None
         i = 0
         for block in self.blocks:
@@ -254,12 +295,14 @@ class StyleGAN2Discriminator(nn.Module):
     [1, 3, 3, 1] and stride-2 conv).
 
     Raises:
-        ValueError: an unknown ``architecture``.
+        ValueError: an unknown ``architecture``; ``img_resolution`` not a
+            power of two >= 4.
     """
 
     def __init__(self, img_resolution: int, img_channels: int, channel_base: int = 32768, channel_max: int = 512,
                  mbstd_group_size: int = 4, architecture: str = "resnet") -> None:
         super().__init__()
+        check_resolution(img_resolution)
         if architecture not in ("resnet", "orig"):
             raise ValueError(f"architecture must be 'resnet' or 'orig'; got {architecture!r}")
         self.architecture = architecture
