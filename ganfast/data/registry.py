@@ -7,6 +7,7 @@ import os
 from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from . import digits as _digits
+from . import edges as _edges
 from . import packaged as _packaged
 from ._checks import check_channels, check_image_size, check_num_samples, check_seed
 from .arrays import load_array
@@ -30,7 +31,7 @@ _EXTRA_OPTIONS: Dict[str, str] = {
 class _Builtin(NamedTuple):
     description: str
     loader: Callable[..., BatchDataset]
-    layout: str  # "points" or "images"
+    layout: str  # "points", "images" or "paired"
     takes: Tuple[str, ...] = ()  # the _EXTRA_OPTIONS it accepts
     labelled: bool = False
 
@@ -45,6 +46,7 @@ _BUILTINS: Dict[str, _Builtin] = {
     "lfw-faces": _Builtin(_packaged.DESCRIPTIONS["lfw-faces"], _packaged.load_lfw_faces, "images"),
     **{name: _Builtin(_packaged.DESCRIPTIONS[name], functools.partial(_packaged.load_photo, name), "images")
        for name in _packaged.PHOTOS},
+    "fashion-edges": _Builtin(_edges.DESCRIPTION, _edges.load_fashion_edges, "paired", ("split",)),
 }
 
 #: folder layout -> (loader, the _EXTRA_OPTIONS it accepts)
@@ -78,7 +80,10 @@ def batch_fields(name: str) -> Tuple[str, ...]:
     """
     if name not in _BUILTINS:
         raise ValueError(f"unknown built-in dataset {name!r}; choices: {', '.join(_BUILTINS)}")
-    return ("image", "label") if _BUILTINS[name].labelled else ("image",)
+    b = _BUILTINS[name]
+    if b.layout == "paired":
+        return ("image", "target")
+    return ("image", "label") if b.labelled else ("image",)
 
 
 def layouts() -> List[Tuple[str, str]]:

@@ -178,6 +178,13 @@ class Method(nn.Module):
         """Images per row of a grid drawn from ``inputs`` (None: square)."""
         return None
 
+    def grid_images(self, samples: Tensor, inputs: Mapping[str, Any], batch: Any = None
+                    ) -> Tuple[Tensor, Optional[int]]:
+        """``(images, nrow)`` of a sample grid from :meth:`sample`'s output for ``inputs`` (the grid's fixed
+        inputs) and ``batch`` (the real batch they came from); default: the samples, :meth:`grid_nrow`.
+        Translation methods lay out input | output | target."""
+        return samples, self.grid_nrow(inputs)
+
     def translate(self, x: Tensor, *, networks: Optional[Mapping[str, nn.Module]] = None, **kw: Any) -> Tensor:
         raise NotImplementedError(f"method {self.name!r} does not translate images")
 

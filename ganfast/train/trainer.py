@@ -346,7 +346,7 @@ class Trainer:
         g = torch.Generator()
         g.manual_seed(cfg.seed + 12345)
         n = self.grid_size()
-        grid_batch = self._first_batch(n)
+        grid_batch = self.grid_batch = self._first_batch(n)
         self.grid_inputs = {k: (v.to(self.device) if isinstance(v, Tensor) else v)
                             for k, v in model.sample_inputs(n, generator=g, batch=grid_batch).items()}
         self._setup_done = True
@@ -501,8 +501,8 @@ class Trainer:
         if x.dim() == 5:  # frames (N, T, C, H, W): one row per sample
             nrow = x.shape[1]
             x = x.flatten(0, 1)
-        else:
-            nrow = self.model.grid_nrow(self.grid_inputs)
+        elif x.dim() == 4:
+            x, nrow = self.model.grid_images(x, self.grid_inputs, self.grid_batch.to("cpu"))
         if x.dim() == 4:
             save_image_grid(x[:, :3] if x.shape[1] > 3 else x, path, nrow=nrow)
         elif x.dim() == 2 and x.shape[1] == 2:

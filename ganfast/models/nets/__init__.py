@@ -33,6 +33,7 @@ the global choice (:func:`ganfast.use_backend`).
 from ._common import count_parameters, init_weights, stddev_group_size
 from .dcgan import ConvDiscriminator, ConvGenerator
 from .mlp import MLPDiscriminator, MLPGenerator
+from .pix2pix import PatchDiscriminator, UNetGenerator
 from .progan import ProGANDiscriminator, ProGANGenerator
 from .stylegan import StyleGANDiscriminator, StyleGANGenerator
 from .stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
@@ -46,6 +47,8 @@ FAMILIES = {
                                               "detail picks the blocks that run and fades the newest one in"),
     "stylegan": ("ganfast.models.nets.stylegan", "StyleGAN G (Karras et al. 2019): mapping network, constant "
                                                   "input, AdaIN layers with noise; ProGAN's D"),
+    "pix2pix": ("ganfast.models.nets.pix2pix", "pix2pix U-Net G with skips and test-time dropout, 70x70 PatchGAN D "
+                                                "(Isola et al. 2017)"),
     "stylegan2": ("ganfast.models.nets.stylegan2", "StyleGAN2 G and D (Karras et al. 2020): mapping network, skip "
                                                     "generator of modulated convs with noise, residual discriminator"),
 }
@@ -62,6 +65,8 @@ __all__ = [
     "StyleGANDiscriminator",
     "StyleGAN2Generator",
     "StyleGAN2Discriminator",
+    "UNetGenerator",
+    "PatchDiscriminator",
     "init_weights",
     "count_parameters",
     "stddev_group_size",
