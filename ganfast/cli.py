@@ -259,6 +259,16 @@ def build_parser() -> argparse.ArgumentParser:
     train_command.add_sample_arguments(p)
     p.set_defaults(func=train_command.run_sample)
 
+    from .train import translate as translate_command
+
+    p = sub.add_parser("translate", help="run a trained translation model (pix2pix) on an image or a folder",
+                       description="Translate every image of --input (a file, or a folder searched recursively) "
+                                   "with the checkpoint's model and write one PNG per image under --out, with "
+                                   "the input's relative name. Inputs are converted to the model's channels and "
+                                   "resolution (shorter side scaled, centre crop).")
+    translate_command.add_translate_arguments(p)
+    p.set_defaults(func=translate_command.run_translate)
+
     p = sub.add_parser("list", help="the methods (by family, with their papers), networks, datasets, batch "
                                     "layouts and losses ganfast knows")
     p.add_argument("what", nargs="?", choices=["models", "networks", "datasets", "losses"], default=None)

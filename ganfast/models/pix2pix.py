@@ -279,10 +279,15 @@ class Pix2Pix(Method):
         Dropout stays on (paper sec. 3.1), so repeated calls differ unless ``dropout=0``.
 
         Raises:
-            ValueError: ``x`` not of shape ``(N,) + sample_shape``; an unknown keyword.
+            ValueError: ``x`` not of shape ``(N,) + sample_shape``; ``direction`` other than AtoB; an
+                unknown keyword.
         """
+        if "direction" in kw and kw["direction"] != "AtoB":
+            raise ValueError("pix2pix translates the one way it was trained (AtoB); for the other way, train on "
+                             "the pairs with direction BtoA")
+        kw.pop("direction", None)
         if kw:
-            raise ValueError(f"pix2pix.translate takes no options beyond networks; got {sorted(kw)}")
+            raise ValueError(f"pix2pix.translate takes no options beyond networks and direction; got {sorted(kw)}")
         if not isinstance(x, Tensor) or x.dim() != 4 or tuple(x.shape[1:]) != self.sample_shape:
             got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"pix2pix translates (N, {', '.join(map(str, self.sample_shape))}) images; got {got}")
@@ -318,6 +323,10 @@ class Pix2Pix(Method):
         if batch is None or getattr(batch, "image", None) is None:
             raise ValueError("pix2pix's samples translate real inputs: sample_inputs needs a batch with 'image'")
         return {"condition": batch.image[:n]}
+
+    def grid_size(self) -> int:
+        """16 pairs in the trainer's grids (each shown as input | output | target: 8 rows of two triplets)."""
+        return 16
 
     def grid_images(self, samples: Tensor, inputs: Mapping[str, Any], batch: Optional[Batch] = None
                     ) -> Tuple[Tensor, Optional[int]]:

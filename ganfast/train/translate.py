@@ -1,0 +1,127 @@
+"""``ganfast translate --ckpt F --input DIR|IMAGE --out DIR``: a trained translation model on image files.
+
+Each input image is read as the model's input domain expects it (channels
+converted, the shorter side scaled to the model's resolution and centre
+cropped: :func:`ganfast.data.folder.decode_image`), translated by the
+method's :meth:`~ganfast.models.Method.translate`, and written as a PNG of
+the output at the model's resolution under ``--out`` with the input's name
+(and its sub-folders, for a folder input).  Files are written atomically
+(a temporary name, then a rename); ``--out`` may not be the input folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from typing import List, Tuple
+
+__all__ = ["add_translate_arguments", "run_translate"]
+
+
+def add_translate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ckpt", required=True, help="a checkpoint file or a run directory (its latest checkpoint)")
+    p.add_argument("--input", required=True, help="an image file, or a folder of images (searched recursively)")
+    p.add_argument("--out", required=True, help="the folder the translated PNGs go to (created if missing)")
+    p.add_argument("--direction", choices=("AtoB", "BtoA"), default="AtoB",
+                   help="AtoB (default): the direction the model was trained in; BtoA for two-way models")
+    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the model's own noise (pix2pix's dropout)")
+    p.add_argument("--no-ema", action="store_true", help="the trained networks, not their EMA copies")
+    p.add_argument("--device", default=None, help="default: cuda when available, else cpu")
+
+
+def _fail(message: str) -> int:
+    print(f"ganfast translate: {message}", file=sys.stderr)
+    return 2
+
+
+def _inputs(path: str) -> List[Tuple[str, str]]:
+    """``(file, relative name)`` of every input image."""
+    from ..data.folder import is_image_name, list_images
+
+    if os.path.isfile(path):
+        if not is_image_name(os.path.basename(path)):
+            raise ValueError(f"--input {path} is not an image file (png, jpg, ...)")
+        return [(path, os.path.basename(path))]
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"--input {path} does not exist")
+    files = list_images(path)
+    if not files:
+        raise ValueError(f"--input {path} holds no image files")
+    return [(f, os.path.relpath(f, path)) for f in files]
+
+
+def _write_png(image, path: str) -> None:
+    """``(C, H, W)`` in [-1, 1] -> an 8-bit PNG (gray or RGB), written atomically."""
+    import numpy as np
+    from PIL import Image
+
+    x = image.detach().float().cpu().clamp(-1, 1)
+    pixels = np.rint((x.numpy() + 1.0) * 127.5).astype(np.uint8)
+    pixels = pixels[0] if pixels.shape[0] == 1 else pixels[:3].transpose(1, 2, 0)
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".png", dir=folder)
+    os.close(fd)
+    try:
+        Image.fromarray(pixels).save(tmp, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def run_translate(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..data.folder import decode_image
+    from ..models.method import Method
+    from .checkpoint import load_checkpoint, resolve_checkpoint
+    from .trainer import model_from_checkpoint
+
+    if args.batch_size < 1:
+        return _fail(f"--batch-size must be a positive int; got {args.batch_size}")
+    try:
+        device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except RuntimeError as err:
+        return _fail(f"--device: {err}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        return _fail(f"--device {args.device!r} was asked for but torch sees no CUDA device")
+    try:
+        inputs = _inputs(args.input)
+    except (FileNotFoundError, ValueError) as err:
+        return _fail(str(err))
+    source = args.input if os.path.isdir(args.input) else os.path.dirname(os.path.abspath(args.input))
+    if os.path.isdir(args.input) and os.path.realpath(args.out) == os.path.realpath(source):
+        return _fail("--out must not be the --input folder (the outputs would replace the inputs)")
+    try:
+        state = load_checkpoint(resolve_checkpoint(args.ckpt))
+    except (FileNotFoundError, ValueError) as err:
+        return _fail(f"--ckpt: {err}")
+    model = model_from_checkpoint(state, ema=not args.no_ema)
+    if type(model).translate is Method.translate:
+        return _fail(f"model {model.name!r} does not translate images (translation models: pix2pix)")
+    model.to(device).eval()
+    kwargs = {} if args.direction == "AtoB" else {"direction": args.direction}
+    channels, size = int(model.sample_shape[0]), int(model.sample_shape[-1])
+    torch.manual_seed(args.seed)
+    written = 0
+    for start in range(0, len(inputs), args.batch_size):
+        chunk = inputs[start:start + args.batch_size]
+        try:
+            x = torch.stack([decode_image(f, channels, size) for f, _ in chunk]).to(device)
+        except ValueError as err:
+            return _fail(str(err))
+        try:
+            with torch.no_grad():
+                y = model.translate(x, **kwargs)
+        except ValueError as err:
+            return _fail(f"--direction {args.direction}: {err}")
+        for (_, rel), image in zip(chunk, y):
+            _write_png(image, os.path.join(args.out, os.path.splitext(rel)[0] + ".png"))
+            written += 1
+    print(f"ganfast translate: wrote {written} images ({model.name}, {args.direction}) to {args.out}")
+    return 0
