@@ -200,3 +200,18 @@ def test_bad_inputs_raise_clear_errors(kwargs, exc, words):
     args = {"x": torch.randn(2, 3, 4, 4), "weight": torch.rand(3), "bias": torch.randn(3), **kwargs}
     with pytest.raises(exc, match=re.escape(words)):
         ganfast.ops.instance_norm_act(**args)
+
+
+def test_parameters_in_another_dtype_than_x(backend, device, gen):
+    """A float32 affine and running statistics with float64 x (ATen refuses the mix: found by a user's trial):
+    the values are the float64 reference's with the parameters converted, in training and in eval."""
+    x, w, b = _inputs((2, 3, 4, 5), torch.float64, device, gen)
+    w32, b32 = w.float(), b.float()
+    rm, rv = torch.zeros(3), torch.ones(3)
+    y = ganfast.ops.instance_norm_act(x, w32, b32, rm, rv, backend=backend)
+    torch.testing.assert_close(y, F.relu(F.instance_norm(x, weight=w32.double(), bias=b32.double())))
+    assert rm.dtype == torch.float32 and bool(rm.abs().sum() > 0)
+    y = ganfast.ops.instance_norm_act(x, w32, b32, rm, rv, use_input_stats=False, backend=backend)
+    want = F.relu(F.instance_norm(x, rm.double(), rv.double(), w32.double(), b32.double(), False))
+    torch.testing.assert_close(y, want)
+

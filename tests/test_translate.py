@@ -57,6 +57,7 @@ def test_a_folder_is_translated_image_by_image(run, capsys):
     (["--input", "{root}/nope"], "--input {root}/nope does not exist"),
     (["--input", "{root}/empty"], "holds no image files"),
     (["--input", "{root}/in", "--out", "{root}/in"], "--out must not be the --input folder"),
+    (["--input", "{root}/in/a.png", "--out", "{root}/in"], "would replace the input {root}/in/a.png"),
     (["--direction", "BtoA"], "pix2pix translates the one way it was trained (AtoB)"),
     (["--batch-size", "0"], "--batch-size must be a positive int"),
     (["--ckpt", "{root}/missing"], "--ckpt:"),
@@ -82,3 +83,28 @@ def test_a_model_that_does_not_translate_is_refused(tmp_path, capsys):
     assert main(["translate", "--ckpt", str(tmp_path / "dc"), "--input", str(tmp_path / "x.png"), "--out",
                  str(tmp_path / "o")]) == 2
     assert "model 'dcgan' does not translate images" in capsys.readouterr().err
+
+
+def test_colliding_names_are_refused_and_outputs_inside_the_input_are_not_reread(run, capsys):
+    """From a new user's trial: x.jpg and x.png both became x.png (one result lost); an --out inside --input was
+    translated again on the next run."""
+    root, _ = run
+    _write(root / "in2" / "x.png", np.zeros((16, 16), np.uint8) + 9)
+    _write(root / "in2" / "x.jpg", np.zeros((16, 16), np.uint8) + 200)
+    assert main(["translate", "--ckpt", str(root / "run"), "--input", str(root / "in2"), "--out",
+                 str(root / "o2")]) == 2
+    assert "would both be written as x.png; rename one" in capsys.readouterr().err
+    (root / "in2" / "x.jpg").unlink()
+    for _ in range(2):
+        assert main(["translate", "--ckpt", str(root / "run"), "--input", str(root / "in2"), "--out",
+                     str(root / "in2" / "res")]) == 0
+        assert "wrote 1 image (pix2pix, AtoB)" in capsys.readouterr().out
+    assert not (root / "in2" / "res" / "res").exists()
+
+
+def test_sample_on_a_translation_model_points_to_translate(run, capsys):
+    root, _ = run
+    assert main(["sample", "--ckpt", str(root / "run"), "--out", str(root / "s.png")]) == 2
+    assert "model 'pix2pix' translates images rather than sampling them: use ganfast translate" in \
+        capsys.readouterr().err
+

@@ -283,8 +283,9 @@ class Pix2Pix(Method):
                 unknown keyword.
         """
         if "direction" in kw and kw["direction"] != "AtoB":
-            raise ValueError("pix2pix translates the one way it was trained (AtoB); for the other way, train on "
-                             "the pairs with direction BtoA")
+            raise ValueError("pix2pix translates the one way it was trained (AtoB); for the other way, train a "
+                             "model on the pairs reversed (swap the A/ and B/ folders, or "
+                             "ganfast.data.load(..., direction='BtoA') in Python)")
         kw.pop("direction", None)
         if kw:
             raise ValueError(f"pix2pix.translate takes no options beyond networks and direction; got {sorted(kw)}")

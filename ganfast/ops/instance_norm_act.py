@@ -288,12 +288,16 @@ def instance_norm_act(
     if use_input_stats and count <= 1:
         raise ValueError(f"Expected more than 1 spatial element when training, got input size {list(x.shape)}")
     backend = _backend.requested(backend)
-    if not use_input_stats:
-        return aten_forward(x, weight, bias, running_mean, running_var, False, momentum, eps, slope)
+    if not use_input_stats:  # the running statistics are read, not written: x's dtype for ATen
+        w, b, rm, rv = (None if t is None else t.to(x.dtype) for t in (weight, bias, running_mean, running_var))
+        return aten_forward(x, w, b, rm, rv, False, momentum, eps, slope)
     if _backend.resolve(OP, backend, x.device) == "aten":
-        if x.dtype not in HALF_DTYPES:
+        same = all(t is None or t.dtype == x.dtype for t in (weight, bias, running_mean, running_var))
+        if x.dtype not in HALF_DTYPES and same:
             return aten_forward(x, weight, bias, running_mean, running_var, True, momentum, eps, slope)
-        backend = "torch"  # as batch_norm_act: ATen's half-precision CPU norm is outside the reference's tolerance
+        # as batch_norm_act: ATen's half-precision CPU norm is outside the reference's tolerance; and ATen
+        # refuses parameters in another dtype than x (a float32 affine with float64 x), the op does not
+        backend = "torch"
     out, mean, var = _instance_norm_act_op(x, weight, bias, eps, slope, backend)
     if running_mean is not None:
         with torch.no_grad():

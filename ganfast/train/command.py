@@ -279,6 +279,11 @@ def run_sample(args: argparse.Namespace) -> int:
         print(f"ganfast sample: --ckpt: {err}", file=sys.stderr)
         return 2
     model = model_from_checkpoint(state, ema=not args.no_ema)
+    from ..models.method import Method
+    if type(model).translate is not Method.translate:
+        print(f"ganfast sample: model {model.name!r} translates images rather than sampling them: use ganfast "
+              f"translate --ckpt {args.ckpt} --input IMAGES --out DIR", file=sys.stderr)
+        return 2
     model.to(device).eval()
     conditions = {}
     if args.label is not None:

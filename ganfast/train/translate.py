@@ -6,7 +6,9 @@ cropped: :func:`ganfast.data.folder.decode_image`), translated by the
 method's :meth:`~ganfast.models.Method.translate`, and written as a PNG of
 the output at the model's resolution under ``--out`` with the input's name
 (and its sub-folders, for a folder input).  Files are written atomically
-(a temporary name, then a rename); ``--out`` may not be the input folder.
+(a temporary name, then a rename); ``--out`` may not be the input folder,
+images already under ``--out`` (inside the input folder) are not read, and
+two inputs that would write one output name (``x.jpg``, ``x.png``) are refused.
 """
 
 from __future__ import annotations
@@ -37,20 +39,33 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _inputs(path: str) -> List[Tuple[str, str]]:
-    """``(file, relative name)`` of every input image."""
+def _inputs(path: str, out: str) -> List[Tuple[str, str]]:
+    """``(file, output name)`` of every input image (files under ``out`` skipped: an earlier run's outputs).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: not an image file, no images, or two inputs that would write the same output
+            (``x.jpg`` and ``x.png`` side by side).
+    """
     from ..data.folder import is_image_name, list_images
 
     if os.path.isfile(path):
         if not is_image_name(os.path.basename(path)):
             raise ValueError(f"--input {path} is not an image file (png, jpg, ...)")
-        return [(path, os.path.basename(path))]
+        return [(path, os.path.splitext(os.path.basename(path))[0] + ".png")]
     if not os.path.isdir(path):
         raise FileNotFoundError(f"--input {path} does not exist")
-    files = list_images(path)
+    skip = os.path.realpath(out) + os.sep
+    files = [f for f in list_images(path) if not os.path.realpath(f).startswith(skip)]
     if not files:
         raise ValueError(f"--input {path} holds no image files")
-    return [(f, os.path.relpath(f, path)) for f in files]
+    named: dict = {}
+    for f in files:
+        name = os.path.splitext(os.path.relpath(f, path))[0] + ".png"
+        if name in named:
+            raise ValueError(f"--input: {named[name]} and {f} would both be written as {name}; rename one")
+        named[name] = f
+    return [(f, name) for name, f in named.items()]
 
 
 def _write_png(image, path: str) -> None:
@@ -90,13 +105,15 @@ def run_translate(args: argparse.Namespace) -> int:
         return _fail(f"--device: {err}")
     if device.type == "cuda" and not torch.cuda.is_available():
         return _fail(f"--device {args.device!r} was asked for but torch sees no CUDA device")
+    if os.path.isdir(args.input) and os.path.realpath(args.out) == os.path.realpath(args.input):
+        return _fail("--out must not be the --input folder (the outputs would replace the inputs)")
     try:
-        inputs = _inputs(args.input)
+        inputs = _inputs(args.input, args.out)
     except (FileNotFoundError, ValueError) as err:
         return _fail(str(err))
-    source = args.input if os.path.isdir(args.input) else os.path.dirname(os.path.abspath(args.input))
-    if os.path.isdir(args.input) and os.path.realpath(args.out) == os.path.realpath(source):
-        return _fail("--out must not be the --input folder (the outputs would replace the inputs)")
+    if os.path.isfile(args.input) and \
+            os.path.realpath(os.path.join(args.out, inputs[0][1])) == os.path.realpath(args.input):
+        return _fail(f"--out {args.out} would replace the input {args.input} by its translation")
     try:
         state = load_checkpoint(resolve_checkpoint(args.ckpt))
     except (FileNotFoundError, ValueError) as err:
@@ -121,7 +138,8 @@ def run_translate(args: argparse.Namespace) -> int:
         except ValueError as err:
             return _fail(f"--direction {args.direction}: {err}")
         for (_, rel), image in zip(chunk, y):
-            _write_png(image, os.path.join(args.out, os.path.splitext(rel)[0] + ".png"))
+            _write_png(image, os.path.join(args.out, rel))
             written += 1
-    print(f"ganfast translate: wrote {written} images ({model.name}, {args.direction}) to {args.out}")
+    print(f"ganfast translate: wrote {written} image{'s' if written != 1 else ''} ({model.name}, "
+          f"{args.direction}) to {args.out}")
     return 0
