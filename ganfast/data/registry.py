@@ -9,6 +9,7 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 from . import digits as _digits
 from . import edges as _edges
 from . import packaged as _packaged
+from . import shoes as _shoes
 from ._checks import check_channels, check_image_size, check_num_samples, check_seed
 from .arrays import load_array
 from .captions import CSV_NAME, load_captions
@@ -20,9 +21,10 @@ from .paired import check_direction, load_paired
 from .unpaired import load_unpaired
 
 _ARRAY_SUFFIXES = (".npy", ".npz")
-#: load()'s options that only some datasets take, and which ones (for the error refusing them).
+#: load()'s options that only some datasets take, and which folders take them (for the error refusing them;
+#: the built-ins that take one are listed from their _Builtin.takes).
 _EXTRA_OPTIONS: Dict[str, str] = {
-    "split": "fashion-mnist and paired, unpaired and two-domain frame folders",
+    "split": "paired, unpaired and two-domain frame folders",
     "frames_per_sample": "frame folders (layout='frames')",
     "direction": "paired folders (layout='paired')",
 }
@@ -31,7 +33,7 @@ _EXTRA_OPTIONS: Dict[str, str] = {
 class _Builtin(NamedTuple):
     description: str
     loader: Callable[..., BatchDataset]
-    layout: str  # "points", "images" or "paired"
+    layout: str  # one of LAYOUTS
     takes: Tuple[str, ...] = ()  # the _EXTRA_OPTIONS it accepts
     labelled: bool = False
 
@@ -47,7 +49,14 @@ _BUILTINS: Dict[str, _Builtin] = {
     **{name: _Builtin(_packaged.DESCRIPTIONS[name], functools.partial(_packaged.load_photo, name), "images")
        for name in _packaged.PHOTOS},
     "fashion-edges": _Builtin(_edges.DESCRIPTION, _edges.load_fashion_edges, "paired", ("split",)),
+    "fashion-shoes": _Builtin(_shoes.DESCRIPTIONS["fashion-shoes"], _shoes.load_fashion_shoes, "unpaired", ("split",)),
+    "fashion-shoes-clips": _Builtin(_shoes.DESCRIPTIONS["fashion-shoes-clips"], _shoes.load_fashion_shoes_clips,
+                                    "frames", ("split", "frames_per_sample")),
 }
+
+#: batch fields per layout of a built-in (without labels)
+_LAYOUT_FIELDS: Dict[str, Tuple[str, ...]] = {"paired": ("image", "target"), "unpaired": ("image", "target"),
+                                              "frames": ("frames", "target_frames")}
 
 #: folder layout -> (loader, the _EXTRA_OPTIONS it accepts)
 _FOLDER_LOADERS: Dict[str, Tuple[Callable[..., BatchDataset], Tuple[str, ...]]] = {
@@ -81,8 +90,8 @@ def batch_fields(name: str) -> Tuple[str, ...]:
     if name not in _BUILTINS:
         raise ValueError(f"unknown built-in dataset {name!r}; choices: {', '.join(_BUILTINS)}")
     b = _BUILTINS[name]
-    if b.layout == "paired":
-        return ("image", "target")
+    if b.layout in _LAYOUT_FIELDS:
+        return _LAYOUT_FIELDS[b.layout]
     return ("image", "label") if b.labelled else ("image",)
 
 
@@ -125,7 +134,9 @@ def _refuse(extras: Dict[str, object], takes: Tuple[str, ...], what: str) -> Dic
     """The extra options ``takes`` lists (those given); ValueError for any other one given."""
     for opt, value in extras.items():
         if value is not None and opt not in takes:
-            raise ValueError(f"{opt}={value!r} does not apply to {what}; it applies to {_EXTRA_OPTIONS[opt]}")
+            builtins = ", ".join(n for n, b in _BUILTINS.items() if opt in b.takes)
+            raise ValueError(f"{opt}={value!r} does not apply to {what}; it applies to "
+                             f"{builtins + ' and ' if builtins else ''}{_EXTRA_OPTIONS[opt]}")
     return {k: v for k, v in extras.items() if k in takes and v is not None}
 
 
@@ -161,14 +172,16 @@ def load(spec, *, image_size: Optional[int] = None, channels: Optional[int] = No
             Refused for points.
         channels: 1, 3 or 4 to convert images to gray, RGB or RGBA.  Refused for points.
         num_samples: points drawn from a mixture (default 100_000), crops of a photo (default
-            10_000), or a seeded random subset of the other datasets (per domain for two domains).
+            10_000), windows per domain of fashion-shoes-clips (default: those of 1,000 clips), or
+            a seeded random subset of the other datasets (per domain for two domains).
         seed: seeds the mixture draw, the crops, the subset choice and per-epoch pairings.
-        split: ``"train"``/``"test"`` for fashion-mnist; the split sub-folder of a paired,
+        split: ``"train"``/``"test"`` for fashion-mnist, fashion-edges, fashion-shoes and
+            fashion-shoes-clips; the split sub-folder of a paired,
             unpaired or two-domain frames folder.
         layout: one of :data:`ganfast.data.dataset.LAYOUTS`; None detects it (see
             :func:`detect_layout`); ``paired`` side-by-side images, ``frames`` and ``captions``
             must be asked for.
-        frames_per_sample: frames per sample for ``layout="frames"`` (default 3).
+        frames_per_sample: frames per sample for ``layout="frames"`` and fashion-shoes-clips (default 3).
         direction: ``"AtoB"`` (default) or ``"BtoA"`` for paired folders.
 
     Returns:
