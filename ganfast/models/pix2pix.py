@@ -45,7 +45,7 @@ from .options import OptionsBase, option, square_power_of_two
 from .phases import Phase, StepContext
 from .registry import register
 
-__all__ = ["Pix2Pix", "Pix2PixOptions", "ConstantThenLinear", "jitter_pairs"]
+__all__ = ["Pix2Pix", "Pix2PixOptions", "ConstantThenLinear", "jitter_pairs", "match_channels"]
 
 _CODE = "junyanz/pytorch-CycleGAN-and-pix2pix"
 
@@ -155,6 +155,33 @@ def jitter_pairs(a: Tensor, b: Tensor, *, scale: float = 286 / 256, flip: bool =
     return out[:, :ca], out[:, ca:]
 
 
+def translation_options(dataset: Any) -> Dict[str, Any]:
+    """A translation method's options from a two-field dataset: ``sample_shape`` (A's ``(C, H, W)``) and, when
+    the dataset has a ``target_shape``, ``target_channels`` (B's channels)."""
+    out: Dict[str, Any] = {"sample_shape": tuple(dataset.sample_shape)}
+    target_shape = getattr(dataset, "target_shape", None)
+    if target_shape is not None:
+        out["target_channels"] = int(target_shape[0])
+    return out
+
+
+def decay_schedules(fraction: float) -> Dict[str, Any]:
+    """``{"lr": ConstantThenLinear(fraction)}`` (the released constant-then-linear rule), or none for 0."""
+    return {"lr": ConstantThenLinear(fraction)} if fraction > 0 else {}
+
+
+def match_channels(x: Tensor, channels: int) -> Tensor:
+    """``x`` ``(N, C, H, W)`` shown with ``channels`` channels, for grids mixing domains: as is when C matches,
+    a 1-channel image repeated, extra channels cut, missing ones filled with -1 (black)."""
+    if x.shape[1] == channels:
+        return x
+    if x.shape[1] == 1:
+        return x.expand(-1, channels, -1, -1)
+    if x.shape[1] > channels:
+        return x[:, :channels]
+    return torch.cat([x, x.new_full((len(x), channels - x.shape[1]) + tuple(x.shape[2:]), -1.0)], 1)
+
+
 @register
 class Pix2Pix(Method):
     name = "pix2pix"
@@ -181,12 +208,7 @@ class Pix2Pix(Method):
 
     @classmethod
     def options_from_dataset(cls, dataset: Any) -> Dict[str, Any]:
-        """``sample_shape`` (A's shape) and, when the dataset has one, ``target_channels`` from ``target_shape``."""
-        out = {"sample_shape": tuple(dataset.sample_shape)}
-        target_shape = getattr(dataset, "target_shape", None)
-        if target_shape is not None:
-            out["target_channels"] = int(target_shape[0])
-        return out
+        return translation_options(dataset)
 
     def configure(self) -> None:
         o = self.options
@@ -211,8 +233,7 @@ class Pix2Pix(Method):
         return [Phase("D", "D", self.d_loss), Phase("G", "G", self.g_loss, batch="same")]
 
     def schedules(self) -> Dict[str, Any]:
-        f = self.options.decay_fraction
-        return {"lr": ConstantThenLinear(f)} if f > 0 else {}
+        return decay_schedules(self.options.decay_fraction)
 
     def ema_networks(self) -> Dict[str, Any]:
         return {}  # the released code keeps no moving average of G
@@ -339,19 +360,8 @@ class Pix2Pix(Method):
         """
         a = inputs["condition"].to(samples)
         n, c = samples.shape[:2]
-
-        def like(x: Tensor) -> Tensor:
-            x = x.to(samples)
-            if x.shape[1] == c:
-                return x
-            if x.shape[1] == 1:
-                return x.expand(-1, c, -1, -1)
-            if x.shape[1] > c:
-                return x[:, :c]
-            return torch.cat([x, x.new_full((len(x), c - x.shape[1]) + tuple(x.shape[2:]), -1.0)], 1)
-
-        cols = [like(a[:n]), samples]
+        cols = [match_channels(a[:n].to(samples), c), samples]
         if batch is not None and getattr(batch, "target", None) is not None:
-            cols.append(like(batch.target[:n]))
+            cols.append(match_channels(batch.target[:n].to(samples), c))
         out = torch.stack(cols, 1).flatten(0, 1)  # (n * k, c, h, w): input, output[, target] per pair
         return out, 2 * len(cols)

@@ -31,6 +31,7 @@ the global choice (:func:`ganfast.use_backend`).
 """
 
 from ._common import count_parameters, init_weights, stddev_group_size
+from .cyclegan import ResNetGenerator
 from .dcgan import ConvDiscriminator, ConvGenerator
 from .mlp import MLPDiscriminator, MLPGenerator
 from .pix2pix import PatchDiscriminator, UNetGenerator
@@ -49,6 +50,8 @@ FAMILIES = {
                                                   "input, AdaIN layers with noise; ProGAN's D"),
     "pix2pix": ("ganfast.models.nets.pix2pix", "pix2pix U-Net G with skips and test-time dropout, 70x70 PatchGAN D "
                                                 "(Isola et al. 2017)"),
+    "cyclegan": ("ganfast.models.nets.cyclegan", "CycleGAN ResNet G with reflection padding and instance norm "
+                                                  "(Zhu et al. 2017); pix2pix's PatchGAN D"),
     "stylegan2": ("ganfast.models.nets.stylegan2", "StyleGAN2 G and D (Karras et al. 2020): mapping network, skip "
                                                     "generator of modulated convs with noise, residual discriminator"),
 }
@@ -67,6 +70,7 @@ __all__ = [
     "StyleGAN2Discriminator",
     "UNetGenerator",
     "PatchDiscriminator",
+    "ResNetGenerator",
     "init_weights",
     "count_parameters",
     "stddev_group_size",
