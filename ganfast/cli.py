@@ -15,7 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
-from typing import Any, Callable, List, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from ._version import __version__
 
@@ -261,7 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .train import translate as translate_command
 
-    p = sub.add_parser("translate", help="run a trained translation model (pix2pix) on an image or a folder",
+    p = sub.add_parser("translate", help="run a trained translation model (pix2pix, cyclegan, recyclegan) on an "
+                                         "image or a folder",
                        description="Translate every image of --input (a file, or a folder searched recursively) "
                                    "with the checkpoint's model and write one PNG per image under --out, with "
                                    "the input's relative name. Inputs are converted to the model's channels and "

@@ -108,3 +108,30 @@ def test_sample_on_a_translation_model_points_to_translate(run, capsys):
     assert "model 'pix2pix' translates images rather than sampling them: use ganfast translate" in \
         capsys.readouterr().err
 
+
+
+def test_cyclegan_translates_both_ways_reading_each_domains_channels(tmp_path, capsys):
+    """A 1-channel A and a 3-channel B: --direction BtoA reads RGB inputs and writes G_BA's 1-channel outputs."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(8, 1, 8, 8, generator=g) * 2 - 1
+    b = torch.rand(8, 3, 8, 8, generator=g) * 2 - 1
+    cfg = TrainConfig(model="cyclegan", data="tiny", steps=1, batch_size=4, out=str(tmp_path / "run"), progress=False,
+                      sample_every=100, model_options={"ngf": 4, "ndf": 4, "n_layers_d": 1, "n_blocks": 1,
+                                                       "lambda_identity": 0.0})
+    t = Trainer(cfg, dataset=PairedTensors("tiny", a, b))
+    t.fit()
+    rgb = (np.random.default_rng(2).random((8, 8, 3)) * 255).astype(np.uint8)
+    _write(tmp_path / "in" / "x.png", rgb)
+    assert main(["translate", "--ckpt", str(tmp_path / "run"), "--input", str(tmp_path / "in"), "--out",
+                 str(tmp_path / "out"), "--direction", "BtoA"]) == 0
+    assert "(cyclegan, BtoA)" in capsys.readouterr().out
+    model = t.model.eval()
+    x = torch.from_numpy(rgb).float().div(127.5).sub(1).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        want = model.translate(x, direction="BtoA")
+    got = np.asarray(Image.open(tmp_path / "out" / "x.png"))
+    assert got.shape == (8, 8)
+    assert np.abs(got.astype(np.float64) - np.rint((want[0, 0].numpy() + 1) * 127.5)).max() <= 1
+    assert main(["translate", "--ckpt", str(tmp_path / "run"), "--input", str(tmp_path / "in"), "--out",
+                 str(tmp_path / "ab")]) == 0  # AtoB reads the RGB file as A's 1 channel
+    assert np.asarray(Image.open(tmp_path / "ab" / "x.png")).shape == (8, 8, 3)

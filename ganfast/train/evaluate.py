@@ -164,7 +164,9 @@ class Evaluator:
     def real_features(self, field: str = "image") -> Tensor:
         """Features of batch field ``field`` of the fixed real subset (computed once)."""
         if self._real is None:
-            self._real = torch.cat([self._features(getattr(b, field)) for b in self._real_batches(self.num_samples)])
+            # a frames field (B, T, C, H, W) contributes the first frame of each run (what video methods sample)
+            self._real = torch.cat([self._features(_first_frames(getattr(b, field)))
+                                    for b in self._real_batches(self.num_samples)])
         return self._real
 
     # -- one evaluation ---------------------------------------------------------------------------------
@@ -208,3 +210,8 @@ class Evaluator:
                 size = min(1000, len(real_f), len(fake_f))
                 out["kid"] = kernel_inception_distance(real_f, fake_f, num_subsets=50, subset_size=size)[0]
         return out
+
+
+def _first_frames(x: Tensor) -> Tensor:
+    """``x[:, 0]`` for runs of frames ``(B, T, C, H, W)``; images ``(B, C, H, W)`` as they are."""
+    return x[:, 0] if x.dim() == 5 else x

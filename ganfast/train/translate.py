@@ -120,10 +120,13 @@ def run_translate(args: argparse.Namespace) -> int:
         return _fail(f"--ckpt: {err}")
     model = model_from_checkpoint(state, ema=not args.no_ema)
     if type(model).translate is Method.translate:
-        return _fail(f"model {model.name!r} does not translate images (translation models: pix2pix)")
+        return _fail(f"model {model.name!r} does not translate images (translation models: pix2pix, cyclegan, "
+                     f"recyclegan)")
     model.to(device).eval()
     kwargs = {} if args.direction == "AtoB" else {"direction": args.direction}
-    channels, size = int(model.sample_shape[0]), int(model.sample_shape[-1])
+    # two-way models read the input domain of the direction asked for (B's channels for BtoA)
+    shape = model.input_shape(args.direction) if hasattr(model, "input_shape") else model.sample_shape
+    channels, size = int(shape[0]), int(shape[-1])
     torch.manual_seed(args.seed)
     written = 0
     for start in range(0, len(inputs), args.batch_size):
