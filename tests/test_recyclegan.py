@@ -118,3 +118,10 @@ def test_trains_on_real_clips_through_the_trainer(tmp_path):
     assert len(t.history) == 2 and all(math.isfinite(v) for v in t.history[-1].values())
     assert list((tmp_path / "samples").glob("*.png"))
     assert t.model.pools["A"].count == 2  # pool of 2, filled by the first D phase's fakes
+
+
+def test_grids_take_runs_spread_over_the_dataset():
+    m = build("recyclegan", sample_shape=[1, 8, 8], **TINY)
+    assert m.grid_indices(4, 100).tolist() == [0, 33, 66, 99]
+    assert m.grid_indices(8, 3).tolist() == [0, 1, 2]
+    assert build("cyclegan", sample_shape=[1, 8, 8], **TINY).grid_indices(3, 100).tolist() == [0, 1, 2]

@@ -174,6 +174,11 @@ class Method(nn.Module):
         """How many samples the trainer's grids hold."""
         return 64
 
+    def grid_indices(self, n: int, length: int) -> Tensor:
+        """Which samples of a dataset of ``length`` the trainer's grids take their conditions from (int64);
+        default the first ``n``."""
+        return torch.arange(min(n, length))
+
     def grid_nrow(self, inputs: Mapping[str, Any]) -> Optional[int]:
         """Images per row of a grid drawn from ``inputs`` (None: square)."""
         return None

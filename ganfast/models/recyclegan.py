@@ -247,6 +247,10 @@ class RecycleGAN(CycleGAN):
                              f"'frames'")
         return {"condition": batch.frames[:n, 0]}
 
+    def grid_indices(self, n: int, length: int) -> Tensor:
+        """``n`` runs spread evenly over the dataset: its first runs are the overlapping windows of one clip."""
+        return torch.linspace(0, length - 1, min(n, length)).round().long().unique()
+
     @torch.no_grad()
     def grid_images(self, samples: Tensor, inputs: Mapping[str, Any], batch: Optional[Batch] = None
                     ) -> Tuple[Tensor, Optional[int]]:

@@ -370,7 +370,7 @@ class Trainer:
     def _first_batch(self, n: int):
         """The dataset's first ``n`` samples as a Batch (conditions for the grids), without the training stream."""
         from ..data.batch import Batch
-        idx = torch.arange(min(n, len(self.dataset)))
+        idx = self.model.grid_indices(n, len(self.dataset))
         if hasattr(self.dataset, "batch"):
             return self.dataset.batch(idx, 0).to(self.device)
         return Batch.from_any(torch.utils.data.default_collate([self.dataset[int(i)] for i in idx])).to(self.device)
