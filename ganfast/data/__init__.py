@@ -15,6 +15,8 @@
   ``frames`` (:mod:`.frames`), ``captions`` (:mod:`.captions`);
 * an ``.npy`` or ``.npz`` array of points or images (:mod:`.arrays`).
 
+:mod:`.pyramid` has the Gaussian and Laplacian pyramids LAPGAN trains on.
+
 Images come out float32 ``(C, H, W)`` in [-1, 1].  Every dataset serves
 :class:`Batch` es with the fields it lists in ``dataset.fields``; a
 :class:`GANDataset`'s ``dataset[i]`` is ``(x, y)`` with ``y = -1`` for
@@ -32,10 +34,12 @@ from .mixtures import MIXTURES, mixture_modes, sample_mixture
 from .packaged import (FASHION_MNIST_CLASSES, PHOTOS, PhotoCrops, load_fashion_mnist, load_lfw_faces, load_mnist5k,
                        load_photo)
 from .paired import PairedImages, load_paired
+from .pyramid import gaussian_pyramid, laplacian_pyramid, reconstruct_pyramid
 from .registry import UnknownDataset, describe, detect_layout, layouts, load, names
 from .unpaired import UnpairedImages, load_unpaired
 
 __all__ = [
+    "gaussian_pyramid", "laplacian_pyramid", "reconstruct_pyramid",
     "Batch",
     "BatchDataset",
     "CaptionedImages",

@@ -33,6 +33,7 @@ the global choice (:func:`ganfast.use_backend`).
 from ._common import count_parameters, init_weights, stddev_group_size
 from .cyclegan import ResNetGenerator
 from .dcgan import ConvDiscriminator, ConvGenerator
+from .lapgan import BandPassDiscriminator, BandPassGenerator
 from .mlp import MLPDiscriminator, MLPGenerator
 from .pix2pix import PatchDiscriminator, UNetGenerator
 from .progan import ProGANDiscriminator, ProGANGenerator
@@ -52,6 +53,8 @@ FAMILIES = {
                                                 "(Isola et al. 2017)"),
     "cyclegan": ("ganfast.models.nets.cyclegan", "CycleGAN ResNet G with reflection padding and instance norm "
                                                   "(Zhu et al. 2017); pix2pix's PatchGAN D"),
+    "lapgan": ("ganfast.models.nets.lapgan", "LAPGAN's conditional band-pass G and D (Denton et al. 2015); the "
+                                              "coarsest level uses the MLP nets"),
     "stylegan2": ("ganfast.models.nets.stylegan2", "StyleGAN2 G and D (Karras et al. 2020): mapping network, skip "
                                                     "generator of modulated convs with noise, residual discriminator"),
 }
@@ -71,6 +74,8 @@ __all__ = [
     "UNetGenerator",
     "PatchDiscriminator",
     "ResNetGenerator",
+    "BandPassGenerator",
+    "BandPassDiscriminator",
     "init_weights",
     "count_parameters",
     "stddev_group_size",
