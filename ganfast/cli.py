@@ -270,6 +270,13 @@ def build_parser() -> argparse.ArgumentParser:
     translate_command.add_translate_arguments(p)
     p.set_defaults(func=translate_command.run_translate)
 
+    from .train import inpaint as inpaint_command
+
+    p = sub.add_parser("inpaint", help="fill an image's hole with a trained unconditional generator (Yeh et al. "
+                                       "2017: latent search, then Poisson blending)")
+    inpaint_command.add_inpaint_arguments(p)
+    p.set_defaults(func=inpaint_command.run_inpaint)
+
     p = sub.add_parser("list", help="the methods (by family, with their papers), networks, datasets, batch "
                                     "layouts and losses ganfast knows")
     p.add_argument("what", nargs="?", choices=["models", "networks", "datasets", "losses"], default=None)
