@@ -1,6 +1,7 @@
 """CycleGAN: the ResNet generator's layout, the image pool's rule, the losses against a float64 re-derivation."""
 
 import math
+import re
 
 import pytest
 import torch
@@ -51,7 +52,8 @@ def test_generator_shapes_range_and_bad_input(upsample):
 
 @pytest.mark.parametrize("norm", ["instance", "batch"])
 def test_fused_networks_compute_the_unfused_function_and_load_its_weights(norm):
-    """fused=True converts Conv -> InstanceNorm -> ReLU runs; same outputs in float64, unfused state dicts load."""
+    """fused=True converts Conv -> InstanceNorm -> ReLU runs: same outputs and gradients in float64, the same
+    parameters under the converted names, and the unfused state dicts load."""
     torch.manual_seed(0)
     plain = build("cyclegan", sample_shape=[1, 16, 16], fused=False, norm=norm, **TINY).double()
     fused = build("cyclegan", sample_shape=[1, 16, 16], fused=True, norm=norm, **TINY).double()
@@ -60,7 +62,26 @@ def test_fused_networks_compute_the_unfused_function_and_load_its_weights(norm):
         assert any("conv" in k and "model.1." in k for k in fused.G_AB.state_dict())  # model.1.conv.weight
     x = images(3, 1, 16, seed=1)
     for name in ("G_AB", "G_BA", "D_A", "D_B"):
-        torch.testing.assert_close(getattr(fused, name)(x), getattr(plain, name)(x), rtol=1e-10, atol=1e-12)
+        f, p = getattr(fused, name), getattr(plain, name)
+        yf, yp = f(x), p(x)
+        torch.testing.assert_close(yf, yp, rtol=1e-10, atol=1e-12)
+        (yf * yp.detach()).sum().backward()
+        (yp * yp.detach()).sum().backward()
+        # the same parameters and gradients under the converted names (model.1.conv.weight: model.1.weight,
+        # model.1.norm.*: model.2.*)
+        plain_params = dict(p.named_parameters())
+        fused_params = {unconverted_name(k): v for k, v in f.named_parameters()}
+        assert fused_params.keys() == plain_params.keys(), name
+        for k, v in fused_params.items():
+            assert torch.equal(v, plain_params[k]), k
+            torch.testing.assert_close(v.grad, plain_params[k].grad, rtol=1e-9, atol=1e-12, msg=f"{name}.{k}")
+
+
+def unconverted_name(key):
+    """A fused layer's parameter name as the torch.nn Sequential had it: i.conv.w -> i.w, i.bn.w / i.norm.w ->
+    (i+1).w."""
+    key = re.sub(r"(\d+)\.conv\.", r"\1.", key)
+    return re.sub(r"(\d+)\.(bn|norm)\.", lambda m: f"{int(m.group(1)) + 1}.", key)
 
 
 def reference_pool(history, images, uniforms, slots, size):
