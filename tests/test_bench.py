@@ -294,3 +294,23 @@ def test_stylegan2_step_script_runs_on_the_cpu(tmp_path):
     assert [r["provider"] for r in rows] == ["reference", "ganfast"]
     assert all(r["median_s"] > 0 and r["device"] == "cpu" for r in rows)
     assert "x the reference ops" in p.stdout
+
+
+def test_cyclegan_step_script_runs_on_the_cpu(tmp_path):
+    """bench/cyclegan_step.py (issue 16's fused-against-torch.nn iteration) runs end to end on a tiny CycleGAN: both
+    providers, positive times; the numbers themselves are not checked."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "bench" / "cyclegan_step.py"
+    out = tmp_path / "step.json"
+    p = subprocess.run([sys.executable, str(script), "--resolution", "16", "--ngf", "4", "--ndf", "4", "--n-layers-d",
+                        "1", "--iters", "1", "--warmup", "1", "--amp", "none", "--json", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    rows = json.loads(out.read_text())
+    assert [r["provider"] for r in rows] == ["torch.nn", "ganfast"]
+    assert all(r["median_s"] > 0 and r["device"] == "cpu" and r["n_blocks"] == 6 for r in rows)
+    assert "x the torch.nn layers" in p.stdout
