@@ -11,10 +11,11 @@ from ganfast.data import Batch
 from ganfast.models import AdversarialOptions, StepContext, build, describe, names
 
 ALL = ["gan", "dcgan", "cgan", "acgan", "infogan", "wgan", "wgan-gp", "lsgan", "sngan", "sagan", "unrolled", "pacgan",
-       "progan", "stylegan", "stylegan2", "pix2pix", "cyclegan", "recyclegan", "lapgan"]
+       "progan", "stylegan", "stylegan2", "pix2pix", "cyclegan", "recyclegan", "lapgan",
+       "srresnet", "srgan"]
 #: the methods built on AdversarialGAN (one G, one D, its options and helpers); progan and the StyleGANs have theirs
 ADVERSARIAL = [n for n in ALL if n not in ("progan", "stylegan", "stylegan2", "pix2pix", "cyclegan", "recyclegan",
-                                           "lapgan")]
+                                           "lapgan", "srresnet", "srgan")]
 
 
 #: a StyleGAN2 small enough for a test: 8-d z and w, one mapping layer, 4 channels, every regulariser each step
@@ -298,7 +299,7 @@ def test_every_method_trains_under_autocast(name, amp, tmp_path):
         from ganfast.data.edges import PairedTensors
 
         ds = PairedTensors("tiny-pairs", ds.tensors[0], -ds.tensors[0])
-    elif name == "lapgan":  # 16x16: the unconditional 8x8 level and one conditional 16x16 level
+    elif name in ("lapgan", "srresnet", "srgan"):  # 16x16: lapgan's 8x8 and 16x16 levels; SR from 4x4
         ds = tiny_images(n=32, side=16)
     elif name in ("cyclegan", "recyclegan"):  # real unpaired sneakers and boots (runs of 3 frames), 8x8
         ds = ganfast.data.load("fashion-shoes-clips" if name == "recyclegan" else "fashion-shoes", image_size=8,
@@ -308,6 +309,8 @@ def test_every_method_trains_under_autocast(name, amp, tmp_path):
         {"ngf": 4, "ndf": 4, "n_layers_d": 1} if name == "pix2pix" else \
         {"ngf": 4, "ndf": 4, "n_layers_d": 1, "n_blocks": 0} if name.endswith("cyclegan") else \
         {"width_g": 4, "width_d": 4, "hidden_g": [16], "hidden_d": [16], "latent_dim": 8} if name == "lapgan" else \
+        {"width": 4, "n_blocks": 1, "ndf": 4, "dense": 8} if name == "srgan" else \
+        {"width": 4, "n_blocks": 1} if name == "srresnet" else \
         small(name, ds)
     cfg = TrainConfig(model=name, data="tiny", steps=4, batch_size=8, amp=amp, out=str(tmp_path), progress=False,
                       log_every=1, sample_every=100, checkpoint_every=100, grid_size=4, model_options=options)

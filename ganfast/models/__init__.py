@@ -20,7 +20,7 @@ from .adversarial import AdversarialGAN, AdversarialOptions
 # one file per method, imported in the order of the literature (the order `names()` gives; stylegan, a
 # subclass of stylegan2, registers itself before it)
 from . import gan, dcgan, cgan, acgan, infogan, wgan, wgan_gp, lsgan, sngan, sagan, unrolled, pacgan  # noqa: E402,F401
-from . import progan, stylegan2, stylegan, pix2pix, cyclegan, recyclegan, lapgan  # noqa: E402,F401
+from . import progan, stylegan2, stylegan, pix2pix, cyclegan, recyclegan, lapgan, srgan  # noqa: E402,F401
 
 __all__ = [
     "AdversarialGAN", "AdversarialOptions", "Constant", "EMASpec", "Linear", "Method", "OptimizerSpec", "Phase",

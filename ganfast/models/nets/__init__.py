@@ -34,6 +34,7 @@ from ._common import count_parameters, init_weights, stddev_group_size
 from .cyclegan import ResNetGenerator
 from .dcgan import ConvDiscriminator, ConvGenerator
 from .lapgan import BandPassDiscriminator, BandPassGenerator
+from .srgan import SRDiscriminator, SRResNetGenerator, VGG19Features
 from .mlp import MLPDiscriminator, MLPGenerator
 from .pix2pix import PatchDiscriminator, UNetGenerator
 from .progan import ProGANDiscriminator, ProGANGenerator
@@ -55,6 +56,8 @@ FAMILIES = {
                                                   "(Zhu et al. 2017); pix2pix's PatchGAN D"),
     "lapgan": ("ganfast.models.nets.lapgan", "LAPGAN's conditional band-pass G and D (Denton et al. 2015); the "
                                               "coarsest level uses the MLP nets"),
+    "srgan": ("ganfast.models.nets.srgan", "SRResNet G (16 residual blocks with BN and PReLU, PixelShuffle x4) and "
+                                            "the 8-conv D of SRGAN (Ledig et al. 2017); VGG19 features"),
     "stylegan2": ("ganfast.models.nets.stylegan2", "StyleGAN2 G and D (Karras et al. 2020): mapping network, skip "
                                                     "generator of modulated convs with noise, residual discriminator"),
 }
@@ -76,6 +79,9 @@ __all__ = [
     "ResNetGenerator",
     "BandPassGenerator",
     "BandPassDiscriminator",
+    "SRResNetGenerator",
+    "SRDiscriminator",
+    "VGG19Features",
     "init_weights",
     "count_parameters",
     "stddev_group_size",
