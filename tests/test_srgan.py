@@ -157,3 +157,12 @@ def test_grids_and_sampling():
     assert nrow == 6 and grid.shape == (9, 3, 16, 16) and torch.equal(grid[2], batch.image[0])
     with pytest.raises(ValueError, match="upscales"):
         m.translate(images(1, 1, 4).float())
+
+
+def test_residual_generator_starts_at_bicubic():
+    """residual=True: G(x) = bicubic(x) + a learned residual whose last conv starts at 0."""
+    g = SRResNetGenerator(3, 4, 1, 4, residual=True).double()
+    x = images(2, 3, 4)
+    torch.testing.assert_close(g(x), F.interpolate(x, scale_factor=4, mode="bicubic", align_corners=False))
+    m = build("srresnet", sample_shape=[3, 16, 16], residual=True, **TINY)
+    assert m.G.residual and not build("srresnet", sample_shape=[3, 16, 16], **TINY).G.residual

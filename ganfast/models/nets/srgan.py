@@ -25,6 +25,7 @@ import math
 import os
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._common import positive_int
@@ -71,14 +72,19 @@ class SRResNetGenerator(nn.Module):
         width: feature channels (64 in the paper).
         n_blocks: residual blocks (16 in the paper), >= 1.
         scale: upscaling factor, a power of two >= 2 (4 in the paper: two PixelShuffle(2) stages).
+        residual: add the bicubic upsampling of the input to the output, the last convolution initialised to
+            zero, so the network learns the residual over bicubic interpolation (Kim, Lee & Lee 2016, VDSR,
+            sec. 3.2); not in SRGAN's paper (default False).
 
     Raises:
         ValueError: a non-positive size, a ``scale`` that is not a power of two >= 2; in ``forward``, an input
             that is not ``(B, channels, h, w)``.
     """
 
-    def __init__(self, channels: int = 3, width: int = 64, n_blocks: int = 16, scale: int = 4) -> None:
+    def __init__(self, channels: int = 3, width: int = 64, n_blocks: int = 16, scale: int = 4,
+                 residual: bool = False) -> None:
         super().__init__()
+        self.residual = bool(residual)
         self.channels = positive_int(channels, "channels")
         self.width = positive_int(width, "width")
         self.n_blocks = positive_int(n_blocks, "n_blocks")
@@ -94,12 +100,18 @@ class SRResNetGenerator(nn.Module):
             up += [nn.Conv2d(w, 4 * w, 3, padding=1), nn.PixelShuffle(2), nn.PReLU(w)]
         self.upsample = nn.Sequential(*up)
         self.tail = nn.Conv2d(w, self.channels, 9, padding=4)
+        if self.residual:  # start exactly at the bicubic upsampling
+            nn.init.zeros_(self.tail.weight)
+            nn.init.zeros_(self.tail.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1] != self.channels:
             raise ValueError(f"SRResNetGenerator takes (B, {self.channels}, h, w); got {tuple(x.shape)}")
         h = self.head(x)
-        return self.tail(self.upsample(h + self.trunk_end(self.blocks(h))))
+        out = self.tail(self.upsample(h + self.trunk_end(self.blocks(h))))
+        if self.residual:
+            out = out + F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
+        return out
 
 
 class SRDiscriminator(nn.Module):
