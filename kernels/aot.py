@@ -39,14 +39,22 @@ two, so the sweep reaches every configuration it can return.
   compiles every branch next to every dtype and mode.
 
 Levels (:data:`LEVELS`), by the block configurations they compile:
-``"quick"`` the largest and the smallest; ``"extremes"`` the smallest and,
-for each (warps, stages), the maximal ones (no other configuration with the
-same warps and stages is at least as large in every block dimension);
-``"full"`` all of them.  A tile no larger in any dimension, on the same warps
-and stages, holds no more accumulator, operand or pipeline data, so it needs
-no more registers or shared memory, and it compiles through the same code:
-``"extremes"`` bounds the resources of ``"full"`` at a fraction of the
-compiling.  Values the launchers accept without bound are sampled, and each
+``"quick"`` the largest with every combination of the full axes, and the
+smallest in the covering rows only, which then hold every pair of values of
+any two axes, full ones included (the smallest tile needs the least
+registers and shared memory: what it can add is a compile error, and that
+comes from a dtype, mode or feature next to the tile, which the pairs
+reach); a pairwise axis that is itself a block size (``_Kernel.sizes``:
+minibatch_stddev's ``PB``) is paired by its largest and smallest values, and
+each value in between compiles once.  ``"extremes"`` the smallest and, for
+each (warps, stages), the maximal ones (no other configuration with the
+same warps and stages is at least as large in every block dimension), each
+with every combination of the full axes; ``"full"`` all of them.  A tile no
+larger in any dimension, on the same warps and stages, holds no more
+accumulator, operand or pipeline data, so it needs no more registers or
+shared memory, and it compiles through the same code: ``"extremes"`` bounds
+the resources of ``"full"`` at a fraction of the compiling.  Values the
+launchers accept without bound are sampled, and each
 sample is stated where its axis is defined (kernel sizes 1..7,
 ``kernel_dim``, the group size of ``minibatch_stddev``, the query/key width
 of ``self_attention2d``).
@@ -95,8 +103,8 @@ import time
 import warnings
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-__all__ = ["LEVELS", "SMALL_SPILL", "TARGETS", "Case", "Result", "Target", "cases", "check", "compile_case", "compile_cases",
-           "format_table", "main", "problems"]
+__all__ = ["LEVELS", "SMALL_SPILL", "TARGETS", "Case", "Result", "Target", "cases", "check", "compile_case",
+           "compile_cases", "format_table", "main", "problems"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,6 +235,10 @@ def _unique(items: Iterable[Dict[str, Any]]) -> List[Dict[str, Any]]:
     return out
 
 
+def _unique_values(values: Iterable[Any]) -> Tuple[Any, ...]:
+    return tuple(dict.fromkeys(values))
+
+
 def _by_size(configs: Iterable[Dict[str, Any]], dims: Sequence[str]) -> List[Dict[str, Any]]:
     """Distinct configurations, largest first (the covering rows take the last, the smallest)."""
     return sorted(_unique(configs), key=lambda c: (-math.prod(c[d] for d in dims), -c["num_warps"],
@@ -257,6 +269,9 @@ class _Kernel:
     dims: Sequence[str]  # the block-size keys of a configuration
     wide: Tuple[str, ...] = ()  # integer parameters that reach 2^31 (so Triton types them i64) when INDEX64 is on
     allowed: Callable[[Dict[str, Any]], bool] = _any_row  # which values a launcher can combine (partial rows)
+    # Pairwise axes that are block sizes the launcher picks (largest first): "quick" keeps the largest and the
+    # smallest, as it does of the block configurations.
+    sizes: Tuple[str, ...] = ()
 
     def heaviest(self, row: Dict[str, Any]) -> Dict[str, Any]:
         """``row`` with every pairwise axis at its heaviest value the launcher allows with the rest."""
@@ -627,7 +642,8 @@ def _specs(level: str) -> List[_Kernel]:
         if name in ("_fill_kernel", "_backward_kernel"):
             pairwise["PB"] = pbs
         specs.append(_Kernel("minibatch_stddev", name, full=dict(dtype=dtypes), pairwise=pairwise,
-                             configs=std_configs, build=std_build(), dims=std_dims))
+                             configs=std_configs, build=std_build(), dims=std_dims,
+                             sizes=("PB",) if "PB" in pairwise else ()))
 
     # self_attention2d.  Query/key width d (unbounded in the op): SAGAN's C / 8 for C up to 1024, so BLOCK_D up to
     # 128.  Layouts of the (B, channels, N) arguments: the flattened output of a 1x1 convolution in NCHW (unit
@@ -776,9 +792,20 @@ def cases(level: str = "quick", kernel_filter: str = "") -> List[Case]:
         if kernel_filter and kernel_filter not in name:
             continue
         seeds = [spec.heaviest(dict(zip(spec.full, combo))) for combo in itertools.product(*spec.full.values())]
-        rows = [(row, cfg) for row in seeds for cfg in spec.configs(row)]
         axes = dict(spec.full, **spec.pairwise)
-        rows += [(row, spec.configs(row)[-1]) for row in _covering(axes, seeds, spec.allowed)]
+        if level == "quick":
+            # The largest configuration with every combination of the full axes (where registers and shared
+            # memory peak); the smallest with every pair of values of any two axes, full ones included, where a
+            # block-size axis pairs its largest and smallest values, and each value in between comes once, with
+            # the heaviest values of the rest.
+            ends = {n: _unique_values((axes[n][0], axes[n][-1])) for n in spec.sizes}
+            covering = _covering(dict(axes, **ends), [], spec.allowed)
+            covering += [dict(seeds[0], **{n: v}) for n in spec.sizes for v in axes[n] if v not in ends[n]]
+            rows = [(row, spec.configs(row)[0]) for row in seeds]
+            rows += [(row, spec.configs(row)[-1]) for row in covering]
+        else:
+            rows = [(row, cfg) for row in seeds for cfg in spec.configs(row)]
+            rows += [(row, spec.configs(row)[-1]) for row in _covering(axes, seeds, spec.allowed)]
         for row, cfg in rows:
             case = _case(spec, row, cfg)
             key = (case.kernel, case.constexprs, case.signature, case.aligned, case.num_warps, case.num_stages)

@@ -24,18 +24,19 @@ for the rules):
   feature flag, with every pair of values of any two of those axes in some
   case, on the kernel's smallest block configuration.
 * Block configurations: ``GANFAST_AOT_LEVEL`` (default ``quick``) chooses.
-  ``quick`` (483 cases, 966 compilations: 242 s of CPU, 148 s on two idle
-  cores, triton 3.9, 2026-12-01) compiles, for
-  each combination of dtype and mode (and layout for conv2d and
-  self_attention2d), the largest and the smallest configuration the
-  launcher can return, with every optional feature on.  The configurations
-  in between are left out of the default run for time: a tile no larger in
-  any dimension with the same warps and stages needs no more registers or
-  shared memory, except where the launcher lowers the warps with the tile
-  (conv2d's 128x64 tiles run 4 warps, the 128x128 one 8), which
-  ``extremes`` (1343 cases) adds: the maximal configuration of every
-  (warps, stages) pair.  ``full`` compiles every configuration: hours of
-  CPU.
+  ``quick`` (410 cases, 820 compilations, triton 3.9, 2026-12-02; 546
+  cases before the smallest tile went to the covering rows only) compiles,
+  for each combination of dtype and mode (and layout for conv2d and
+  self_attention2d), the largest configuration the launcher can return,
+  with every optional feature on, and the smallest in the pairwise rows,
+  with every value of every axis and every pair of them.  The
+  configurations in between are left out of the default run for time: a
+  tile no larger in any dimension with the same warps and stages needs no
+  more registers or shared memory, except where the launcher lowers the
+  warps with the tile (conv2d's 128x64 tiles run 4 warps, the 128x128 one
+  8), which ``extremes`` (1802 cases) adds: the maximal configuration of
+  every (warps, stages) pair, and the smallest, each with every combination
+  of dtype and mode.  ``full`` compiles every configuration: hours of CPU.
 * Values without a bound in the ops are sampled: conv2d kernel sizes (1, 3,
   4, 7, 1x7 of 1..7: they only enter integer tap arithmetic),
   minibatch_discrimination's kernel_dim (5 with every configuration; 1, 2,
