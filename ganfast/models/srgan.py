@@ -156,8 +156,9 @@ class SRResNet(Method):
     # recommendation is 8 blocks of 32 channels, batch 16, 800 steps (0.34 s per step on one thread of the
     # shared 2-core CPU, 2026-12-02).  In that budget the paper's form stays far below bicubic interpolation on
     # held-out photo crops (23.4 dB against bicubic's 32.7 after 800 steps at lr 1e-4; 24.3 dB after 300 at
-    # 1e-3), so the recommendation learns the residual over bicubic with lr 1e-3.
-    recommended = {"image": {"steps": 800, "batch_size": 16, "lr_schedule": "constant", "ema_decay": 0.0,
+    # 1e-3), so the recommendation learns the residual over bicubic with lr 1e-3, decayed linearly to 0 (held
+    # out: 32.48 dB with the decay, 31.85 without).
+    recommended = {"image": {"steps": 800, "batch_size": 16, "lr_schedule": "linear", "ema_decay": 0.0,
                              "options": {"width": 32, "n_blocks": 8, "residual": True, "lr": 1e-3}}}
 
     def configure(self) -> None:
