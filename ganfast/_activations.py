@@ -6,6 +6,14 @@ take the names, and the CUDA extension's ``kActNames`` (``csrc/bias_act.h``)
 lists the same names in the same order (``tests/test_bias_act.py`` checks it).
 Adding an activation is one row here plus a branch in each kernel's switch;
 a name a kernel does not know raises there rather than falling through.
+
+``prelu`` (He et al. 2015, "Delving Deep into Rectifiers", eq. 1) is
+``leaky_relu`` whose slope is a learnable tensor, one value per channel (or
+one shared), instead of the float ``negative_slope``: its row has
+``channel_slope=True``, and ``alpha`` is then that tensor, already shaped to
+broadcast against ``z``.  The CUDA extension implements the float-slope rows
+only (:data:`SCALAR_SLOPE_NAMES`, its ``kActNames``); ``bias_act`` runs
+``prelu`` on CUDA tensors through the Triton kernel.
 """
 
 from __future__ import annotations
@@ -18,7 +26,8 @@ import torch.nn.functional as F
 
 Tensor = torch.Tensor
 
-__all__ = ["ACTIVATIONS", "ALIASES", "Activation", "NAMES", "canonical_act", "has_grad2"]
+__all__ = ["ACTIVATIONS", "ALIASES", "Activation", "NAMES", "SCALAR_SLOPE_NAMES", "canonical_act", "has_grad2",
+           "has_channel_slope"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,12 +42,15 @@ class Activation:
     ``grad2(z, alpha)``   its second derivative, or ``None`` where it is zero
                           almost everywhere (piecewise linear acts): the
                           double backward then has no input term.
+    ``channel_slope``     ``alpha`` is a learnable tensor broadcast against
+                          ``z`` (prelu), not the float ``negative_slope``.
     """
 
     name: str
     fn: Callable[[Tensor, float], Tensor]
     backward: Callable[[Tensor, Tensor, float], Tensor]
     grad2: Optional[Callable[[Tensor, float], Tensor]]
+    channel_slope: bool = False
 
 
 def _relu_backward(g: Tensor, z: Tensor, alpha: float) -> Tensor:
@@ -50,6 +62,12 @@ def _relu_backward(g: Tensor, z: Tensor, alpha: float) -> Tensor:
 def _lrelu_backward(g: Tensor, z: Tensor, alpha: float) -> Tensor:
     # torch: leaky_relu_backward, z > 0 ? g : g * slope.
     return torch.where(z > 0, g, g * alpha)
+
+
+def _prelu(z: Tensor, alpha: Tensor) -> Tensor:
+    # He et al. eq. 1, max(0, z) + a * min(0, z), written as torch.nn.functional.prelu computes it
+    # (z > 0 ? z : a * z): the same numbers, and the same subgradient at 0 (slope a, and dz/da = z = 0).
+    return torch.where(z > 0, z, z * alpha)
 
 
 def _tanh_backward(g: Tensor, z: Tensor, alpha: float) -> Tensor:
@@ -91,6 +109,8 @@ ACTIVATIONS: Dict[str, Activation] = {
         Activation("tanh", lambda z, a: torch.tanh(z), _tanh_backward, _tanh_grad2),
         Activation("sigmoid", lambda z, a: torch.sigmoid(z), _sigmoid_backward, _sigmoid_grad2),
         Activation("silu", lambda z, a: F.silu(z), _silu_backward, _silu_grad2),
+        # Last, so that the float-slope rows keep their order (the CUDA extension's kActNames).
+        Activation("prelu", _prelu, _lrelu_backward, None, channel_slope=True),
     )
 }
 
@@ -98,8 +118,12 @@ ACTIVATIONS: Dict[str, Activation] = {
 ALIASES: Dict[str, str] = {"lrelu": "leaky_relu", "swish": "silu", "identity": "linear", "none": "linear"}
 
 
-#: The canonical names, in the order of the CUDA extension's ``kActNames``.
+#: The canonical names: the float-slope ones in the order of the CUDA extension's ``kActNames``, then prelu.
 NAMES: Tuple[str, ...] = tuple(ACTIVATIONS)
+
+#: The rows whose slope is the float ``negative_slope``: what the CUDA
+#: extension's ``kActNames`` lists, in its order.
+SCALAR_SLOPE_NAMES: Tuple[str, ...] = tuple(n for n in NAMES if not ACTIVATIONS[n].channel_slope)
 
 
 def canonical_act(act: str) -> str:
@@ -116,3 +140,8 @@ def canonical_act(act: str) -> str:
 def has_grad2(act: str) -> bool:
     """Whether ``act``'s second derivative is non-zero somewhere."""
     return ACTIVATIONS[canonical_act(act)].grad2 is not None
+
+
+def has_channel_slope(act: str) -> bool:
+    """Whether ``act`` takes a tensor slope (``alpha``) rather than the float ``negative_slope``."""
+    return ACTIVATIONS[canonical_act(act)].channel_slope

@@ -13,6 +13,14 @@ Layout: the kernels walk the storage of a dense tensor (any dimension order)
 and recover each element's channel as ``(offset // channel_stride) %
 channels``; the host functions make the inputs dense first (ganfast._layout).
 
+prelu (He et al. 2015, eq. 1): the slope is read per element from a vector
+of ``channels`` slopes (``a_ptr``, the compute dtype, indexed like the bias;
+the host expands a shared slope), and the backward writes a second output,
+the per-element slope gradient ``z > 0 ? 0 : gz * z`` in the compute dtype
+(``da_ptr``), which the op sums per channel: one more write of N compute-dtype
+elements (4N bytes) in exchange for a deterministic sum with no atomics
+(elements of one channel are scattered over every program in channels_last).
+
 Numerics match ``ganfast.ref.bias_act`` (the definition), including NaN
 propagation: comparisons are written so that NaN falls through to the
 branch torch takes.  The activation names are the table's
@@ -30,6 +38,7 @@ import triton.language as tl
 
 from ganfast import _layout
 from ganfast._activations import canonical_act
+from ganfast._dtypes import compute_dtype
 from ganfast.kernels._common import acc_type, flat_offsets, scalar, split_scalar
 
 # -- device functions -----------------------------------------------------------------
@@ -75,6 +84,8 @@ def _act(z, alpha, ACT: tl.constexpr):
         a = tl.where(z < 0, 0.0, z)  # NaN is not < 0: it propagates, as in torch
     elif ACT == "leaky_relu":
         a = tl.where(z > 0, z, z * alpha)
+    elif ACT == "prelu":
+        a = tl.where(z > 0, z, z * alpha)  # alpha: this element's channel slope
     elif ACT == "tanh":
         a = _tanh(z)
     elif ACT == "sigmoid":
@@ -98,6 +109,8 @@ def _act_backward(ga, z, a, alpha, ACT: tl.constexpr):
         d = tl.where(a <= 0, 0.0, ga)  # threshold_backward on the result
     elif ACT == "leaky_relu":
         d = tl.where(z > 0, ga, ga * alpha)
+    elif ACT == "prelu":
+        d = tl.where(z > 0, ga, ga * alpha)
     elif ACT == "tanh":
         d = ga * (1.0 - a * a)
     elif ACT == "sigmoid":
@@ -112,12 +125,12 @@ def _act_backward(ga, z, a, alpha, ACT: tl.constexpr):
 
 
 @triton.jit
-def _load_z(x_ptr, b_ptr, offs, mask, channels, channel_stride, HAS_BIAS: tl.constexpr, ACC: tl.constexpr):
-    z = tl.load(x_ptr + offs, mask=mask, other=0.0).to(ACC)
-    if HAS_BIAS:
+def _channel(offs, channels, channel_stride, NEEDED: tl.constexpr):
+    if NEEDED:
         c = (offs // channel_stride) % channels
-        z += tl.load(b_ptr + c, mask=mask, other=0.0).to(ACC)
-    return z
+    else:
+        c = offs  # unused
+    return c
 
 
 # -- kernel ---------------------------------------------------------------------------
@@ -145,14 +158,23 @@ def _bias_act_kernel(
     ACC: tl.constexpr,  # tl.float32, or tl.float64 for float64 inputs
     INDEX64: tl.constexpr,  # 64-bit offsets when n + BLOCK may exceed 2^31
     BLOCK: tl.constexpr,
+    # prelu's, last and optional so that the float-slope activations' launches need not name them:
+    a_ptr=None,  # *ACC, channels prelu slopes (ACT == "prelu" only; never read otherwise)
+    da_ptr=None,  # *ACC, x's layout: prelu's slope gradient per element (BACKWARD and prelu only)
 ):
     # One kernel for both directions: they share the prologue (offsets,
     # scalars, z = x + b) and the activation; BACKWARD is a compile-time
     # switch, so each direction compiles to its own specialisation.
     offs, mask = flat_offsets(n, BLOCK, INDEX64)
-    alpha = scalar(alpha_hi, alpha_lo, ACC)
     gain = scalar(gain_hi, gain_lo, ACC)
-    z = _load_z(x_ptr, b_ptr, offs, mask, channels, channel_stride, HAS_BIAS, ACC)
+    c = _channel(offs, channels, channel_stride, HAS_BIAS or ACT == "prelu")
+    z = tl.load(x_ptr + offs, mask=mask, other=0.0).to(ACC)
+    if HAS_BIAS:
+        z += tl.load(b_ptr + c, mask=mask, other=0.0).to(ACC)
+    if ACT == "prelu":
+        alpha = tl.load(a_ptr + c, mask=mask, other=0.0).to(ACC)
+    else:
+        alpha = scalar(alpha_hi, alpha_lo, ACC)
     a = _act(z, alpha, ACT)
     if BACKWARD:
         g = tl.load(g_ptr + offs, mask=mask, other=0.0).to(ACC)
@@ -162,6 +184,9 @@ def _bias_act_kernel(
             y0 = a * gain
             g = tl.where((y0 >= -clamp) & (y0 <= clamp), g, 0.0)
         out = _act_backward(g * gain, z, a, alpha, ACT)
+        if ACT == "prelu":
+            # d y / d a = z on the slope side (z > 0 is false: NaN lands here, as in torch), 0 elsewhere.
+            tl.store(da_ptr + offs, tl.where(z > 0, 0.0, g * gain * z), mask=mask)
     else:
         out = a * gain
         if HAS_CLAMP:
@@ -181,18 +206,28 @@ def _config(n: int) -> Tuple[int, int]:
     return 1024, 4
 
 
-def _run(grad, x, bias, act, alpha, gain, clamp, dim) -> torch.Tensor:
-    """The forward (``grad`` None) or the gradient w.r.t. x, in x's dtype and (dense) layout."""
+def _run(grad, x, bias, act, alpha, gain, clamp, dim, slopes=None):
+    """The forward (``grad`` None) or the gradient w.r.t. x, in x's dtype and (dense) layout.
+
+    ``slopes``: prelu's tensor of slopes, (channels,) or (1,); the backward then returns
+    ``(dz, da)``, ``da`` the per-element slope gradient in the compute dtype and x's layout.
+    """
     x = _layout.dense(x)
     out = torch.empty_like(x)
+    act = canonical_act(act)
+    prelu = act == "prelu"
     n = x.numel()
+    da = torch.empty_like(x, dtype=compute_dtype(x.dtype)) if prelu and grad is not None else None
     if n == 0:
-        return out
+        return out if da is None else (out, da)
     if grad is not None:
         grad = _layout.like(grad.to(x.dtype), x)
     bias = bias.contiguous() if bias is not None else None
     block, warps = _config(n)
     channels, channel_stride = _layout.channel_geometry(x, dim)
+    if prelu:
+        # The kernel indexes slopes like the bias, in the compute dtype: a shared slope is expanded (C values).
+        slopes = slopes.to(compute_dtype(x.dtype)).expand(channels).contiguous()
     _bias_act_kernel[(triton.cdiv(n, block),)](
         x,
         grad if grad is not None else x,  # placeholder pointer, never read
@@ -204,16 +239,18 @@ def _run(grad, x, bias, act, alpha, gain, clamp, dim) -> torch.Tensor:
         *split_scalar(alpha),
         *split_scalar(gain),
         *split_scalar(clamp if clamp is not None else 0.0),
-        ACT=canonical_act(act),
+        ACT=act,
         BACKWARD=grad is not None,
         HAS_BIAS=bias is not None,
         HAS_CLAMP=clamp is not None,
         ACC=acc_type(x.dtype),
         INDEX64=n + block >= 2**31,
         BLOCK=block,
+        a_ptr=slopes if prelu else None,
+        da_ptr=da,
         num_warps=warps,
     )
-    return out
+    return out if da is None else (out, da)
 
 
 def forward(x: torch.Tensor, bias: Optional[torch.Tensor], act: str, negative_slope: float, gain: float,
@@ -226,3 +263,16 @@ def backward(grad: torch.Tensor, x: torch.Tensor, bias: Optional[torch.Tensor], 
              gain: float, clamp: Optional[float], dim: int) -> torch.Tensor:
     """Gradient w.r.t. x (= w.r.t. z) of the fused op, in ``x``'s dtype and layout."""
     return _run(grad, x, bias, act, negative_slope, gain, clamp, dim)
+
+
+def prelu_forward(x: torch.Tensor, bias: Optional[torch.Tensor], alpha: torch.Tensor, gain: float,
+                  clamp: Optional[float], dim: int) -> torch.Tensor:
+    """Fused forward of ``act="prelu"`` with slopes ``alpha`` ((channels,) or (1,))."""
+    return _run(None, x, bias, "prelu", 0.0, gain, clamp, dim, alpha)
+
+
+def prelu_backward(grad: torch.Tensor, x: torch.Tensor, bias: Optional[torch.Tensor], alpha: torch.Tensor,
+                   gain: float, clamp: Optional[float], dim: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(dz, da)``: the gradient w.r.t. x (x's dtype and layout) and the per-element slope gradient
+    (compute dtype, x's layout), for the op to sum per channel."""
+    return _run(grad, x, bias, "prelu", 0.0, gain, clamp, dim, alpha)

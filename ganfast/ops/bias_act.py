@@ -29,6 +29,19 @@ reference :func:`ganfast.ref.bias_act.bias_act_grad2`, which autograd can
 differentiate again: derivatives of every order are supported, and double
 backward (R1, WGAN-GP) runs the fast kernels for everything but that term.
 
+PReLU (``act="prelu"``, He et al. 2015, eq. 1) takes its slope as a tensor,
+``alpha``, one value per channel along ``dim`` or one shared (shape (1,)),
+and learns it: it has its own pair of registered ops, ``ganfast::bias_prelu``
+and ``ganfast::bias_prelu_grad`` (the latter returns the gradients w.r.t. x
+and alpha), so the float-slope ops' schemas are unchanged.  Backends: torch,
+aten and triton run it; the CUDA extension has no tensor-slope kernel, so on
+the ``cuda`` backend (``auto`` on CUDA tensors included) prelu runs the
+Triton kernel, or the reference where Triton is missing.  Its double
+backward takes the part linear in the incoming gradient from
+``ganfast::bias_prelu_grad`` again and the cross terms (through alpha, and
+through the slope gradient's dependence on z) from the reference
+:func:`ganfast.ref.bias_act.prelu_grad2`: derivatives of every order.
+
 Speed: the kernels are written for bandwidth (one read of x, one write of
 y), and the target is 85% or more of the measured copy bandwidth for a bf16
 forward over 64M elements; that GPU measurement is still owed
@@ -43,8 +56,8 @@ from typing import Any, Optional, Sequence, Tuple
 import torch
 
 from .. import _backend, _layout
-from .._activations import canonical_act
-from .._checks import check_device, check_dim, check_dtype, check_float, check_shape, check_tensor
+from .._activations import canonical_act, has_channel_slope
+from .._checks import check_device, check_dim, check_dtype, check_float, check_shape, check_tensor, require
 from .._dtypes import FLOAT_DTYPES, compute_dtype
 from ..ref import bias_act as ref
 
@@ -66,6 +79,16 @@ def _torch_forward(x, bias, act, negative_slope, gain, clamp, dim):
 def _torch_backward(grad, x, bias, act, negative_slope, gain, clamp, dim):
     dz = ref.bias_act_grad(grad, x, bias, act, negative_slope, gain, clamp, dim)
     return _layout.like_layout_of(dz, x)
+
+
+def _torch_prelu_forward(x, bias, alpha, gain, clamp, dim):
+    y = ref.bias_act(x, bias, "prelu", 0.0, gain, clamp, dim, alpha)
+    return _layout.like_layout_of(y, x)
+
+
+def _torch_prelu_backward(grad, x, bias, alpha, gain, clamp, dim):
+    dz = ref.bias_act_grad(grad, x, bias, "prelu", 0.0, gain, clamp, dim, alpha)
+    return _layout.like_layout_of(dz, x), ref.prelu_alpha_grad(grad, x, bias, alpha, gain, clamp, dim)
 
 
 # -- CUDA backend: host functions for ganfast._C (raw pointers + stream) --------------
@@ -120,7 +143,9 @@ def _load_triton():
 
 
 # The order auto tries these in is this op's row in ganfast._backend.OPS.
-_backend.register(OP, "torch", lambda: types.SimpleNamespace(forward=_torch_forward, backward=_torch_backward))
+_backend.register(OP, "torch", lambda: types.SimpleNamespace(forward=_torch_forward, backward=_torch_backward,
+                                                             prelu_forward=_torch_prelu_forward,
+                                                             prelu_backward=_torch_prelu_backward))
 _backend.register(OP, "triton", _load_triton)
 _backend.register(OP, "cuda", lambda: types.SimpleNamespace(forward=_cuda_forward, backward=_cuda_backward))
 
@@ -133,6 +158,16 @@ _backend.register(OP, "cuda", lambda: types.SimpleNamespace(forward=_cuda_forwar
 # aten: the reference's own expression under plain autograd (native leaky_relu /
 # tanh / ... and their native backward), no registered op around it.
 _backend.register(OP, "aten", lambda: types.SimpleNamespace(forward=ref.bias_act))
+
+
+def _select_prelu(backend: str, device: torch.device):
+    """The implementation that runs prelu for this request: the backend's own, except on cuda, whose
+    extension has no tensor-slope kernel; there the Triton kernel serves (the reference without Triton)."""
+    name, impl = _backend.select(OP, backend, device)
+    if name == "cuda":
+        fallback = "triton" if _backend.status(OP, "triton", device.type) else "torch"
+        name, impl = _backend.select(OP, fallback, device)
+    return impl
 
 
 @torch.library.custom_op("ganfast::bias_act", mutates_args=())
@@ -171,10 +206,14 @@ def _reduce_to_bias(t: Tensor, bias: Tensor, dim: int) -> Tensor:
     return t.sum(dim=dims, dtype=acc).to(bias.dtype) if dims else t.to(bias.dtype)
 
 
-def _bias_act_setup(ctx, inputs, output):
-    x, bias, *params = inputs
-    ctx.save_for_backward(x, bias)
-    ctx.params = params
+def _saving(n: int):
+    """A setup_context that saves an op's first ``n`` inputs (its tensors) and keeps the rest as ``ctx.params``."""
+
+    def setup(ctx, inputs, output):
+        ctx.save_for_backward(*inputs[:n])
+        ctx.params = list(inputs[n:])
+
+    return setup
 
 
 def _bias_act_backward(ctx, grad):
@@ -188,13 +227,7 @@ def _bias_act_backward(ctx, grad):
     return (dz if needs_x else None), db, None, None, None, None, None, None
 
 
-_bias_act_op.register_autograd(_bias_act_backward, setup_context=_bias_act_setup)
-
-
-def _bias_act_grad_setup(ctx, inputs, output):
-    grad, x, bias, *params = inputs
-    ctx.save_for_backward(grad, x, bias)
-    ctx.params = params
+_bias_act_op.register_autograd(_bias_act_backward, setup_context=_saving(2))
 
 
 def _bias_act_grad_backward(ctx, grad_dz):
@@ -213,13 +246,92 @@ def _bias_act_grad_backward(ctx, grad_dz):
     return d_grad, dx, db, None, None, None, None, None, None
 
 
-_bias_act_grad_op.register_autograd(_bias_act_grad_backward, setup_context=_bias_act_grad_setup)
+_bias_act_grad_op.register_autograd(_bias_act_grad_backward, setup_context=_saving(3))
+
+
+# -- prelu: the slope is a tensor input, and has a gradient ------------------------------
+
+
+def _reduce_to_slope(t: Tensor, alpha: Tensor, dim: int) -> Tensor:
+    """Sum per-element slope gradients to ``alpha``'s shape: per channel along ``dim``, or all for (1,)."""
+    if t.dim() == 0 or alpha.shape[0] == 1:
+        acc = torch.float64 if t.dtype == torch.float64 or alpha.dtype == torch.float64 else torch.float32
+        return t.sum(dtype=acc).reshape(1).to(alpha.dtype)
+    return _reduce_to_bias(t, alpha, dim)
+
+
+@torch.library.custom_op("ganfast::bias_prelu", mutates_args=())
+def _bias_prelu_op(x: Tensor, bias: Optional[Tensor], alpha: Tensor, gain: float, clamp: Optional[float], dim: int,
+                   backend: str) -> Tensor:
+    """``act="prelu"`` of ``ganfast::bias_act``, with the slopes ``alpha`` as a tensor input."""
+    return _select_prelu(backend, x.device).prelu_forward(x, bias, alpha, gain, clamp, dim)
+
+
+@_bias_prelu_op.register_fake
+def _(x, bias, alpha, gain, clamp, dim, backend):
+    check_args(x, bias, "prelu", 0.0, gain, clamp, dim, alpha)
+    return torch.empty_like(x)
+
+
+@torch.library.custom_op("ganfast::bias_prelu_grad", mutates_args=())
+def _bias_prelu_grad_op(grad: Tensor, x: Tensor, bias: Optional[Tensor], alpha: Tensor, gain: float,
+                        clamp: Optional[float], dim: int, backend: str) -> Tuple[Tensor, Tensor]:
+    """Gradients of ``ganfast::bias_prelu`` w.r.t. ``x`` and ``alpha``; linear in ``grad``."""
+    dz, da = _select_prelu(backend, x.device).prelu_backward(grad, x, bias, alpha, gain, clamp, dim)
+    return dz, _reduce_to_slope(da, alpha, dim)
+
+
+@_bias_prelu_grad_op.register_fake
+def _(grad, x, bias, alpha, gain, clamp, dim, backend):
+    check_args(x, bias, "prelu", 0.0, gain, clamp, dim, alpha)
+    check_tensor(grad, "grad")
+    check_shape(grad, "grad", tuple(x.shape), " (x's)")
+    return torch.empty_like(x), torch.empty_like(alpha)
+
+
+def _bias_prelu_backward(ctx, grad):
+    x, bias, alpha = ctx.saved_tensors
+    needs_x, needs_b, needs_a = ctx.needs_input_grad[:3]
+    if not (needs_x or needs_b or needs_a):
+        return (None,) * 7
+    dz, da = _bias_prelu_grad_op(grad, x, bias, alpha, *ctx.params)
+    dim = ctx.params[2]
+    db = _reduce_to_bias(dz, bias, dim) if needs_b else None
+    return (dz if needs_x else None), db, (da if needs_a else None), None, None, None, None
+
+
+_bias_prelu_op.register_autograd(_bias_prelu_backward, setup_context=_saving(3))
+
+
+def _bias_prelu_grad_backward(ctx, grad_dz, grad_da):
+    grad, x, bias, alpha = ctx.saved_tensors
+    gain, clamp, dim, backend = ctx.params
+    needs_g, needs_x, needs_b, needs_a = ctx.needs_input_grad[:4]
+    # The cross terms, recomputed through the reference (documented); the rest is the op again.
+    t_grad, t_z, t_a = ref.prelu_grad2(grad_dz if needs_a else None,
+                                       grad_da if (needs_g or needs_x or needs_b) else None,
+                                       grad, x, bias, alpha, gain, clamp, dim)
+    d_grad = dx = db = da = None
+    if needs_g:
+        # dz is linear in grad: that half of its adjoint is the op itself.
+        lin = None if grad_dz is None else _bias_prelu_grad_op(grad_dz, x, bias, alpha, *ctx.params)[0]
+        d_grad = lin if t_grad is None else (t_grad if lin is None else t_grad + lin)
+        d_grad = None if d_grad is None else d_grad.to(grad.dtype)
+    if t_z is not None:
+        dx = t_z.to(x.dtype) if needs_x else None
+        db = _reduce_to_bias(t_z, bias, dim) if needs_b else None
+    if t_a is not None:
+        da = _reduce_to_slope(t_a, alpha, dim)
+    return d_grad, dx, db, da, None, None, None, None
+
+
+_bias_prelu_grad_op.register_autograd(_bias_prelu_grad_backward, setup_context=_saving(4))
 
 
 # -- public function --------------------------------------------------------------------
 
 
-def check_args(x: Any, bias: Any, act: Any, negative_slope: Any, gain: Any, clamp: Any, dim: Any
+def check_args(x: Any, bias: Any, act: Any, negative_slope: Any, gain: Any, clamp: Any, dim: Any, alpha: Any = None
                ) -> Tuple[int, str, float, float, Optional[float]]:
     """Check :func:`bias_act`'s arguments; ``(dim, act, negative_slope, gain, clamp)`` normalised.
 
@@ -242,11 +354,31 @@ def check_args(x: Any, bias: Any, act: Any, negative_slope: Any, gain: Any, clam
         check_dtype(bias, "bias", (x.dtype, torch.float32, torch.float64),
                     f"have x's dtype ({x.dtype}), float32 or float64")
     act = canonical_act(act)
+    if has_channel_slope(act):
+        _check_alpha(alpha, x, dim)
+    elif alpha is not None:
+        raise ValueError(f"alpha is prelu's tensor of slopes; act {act!r} takes none (leaky_relu's slope is "
+                         f"negative_slope); got a {type(alpha).__name__}")
     negative_slope = check_float(negative_slope, "negative_slope")
     gain = check_float(gain, "gain")
     if clamp is not None:
         clamp = check_float(clamp, "clamp", minimum=0.0)
     return dim, act, negative_slope, gain, clamp
+
+
+def _check_alpha(alpha: Any, x: Tensor, dim: int) -> None:
+    if alpha is None:
+        raise TypeError("alpha must be a torch.Tensor of slopes, shape (1,) or (channels,), when act='prelu'; "
+                        "got None")
+    check_tensor(alpha, "alpha", dtypes=None)
+    channels = x.shape[dim] if x.dim() else 1
+    # torch.nn.PReLU's num_parameters: one shared slope, or one per channel.
+    require(alpha.dim() == 1 and (alpha.shape[0] == 1 or alpha.shape[0] == channels), ValueError,
+            lambda: f"alpha must have shape (1,) or ({channels},) to match dim {dim} of x with shape "
+                    f"{tuple(x.shape)}; got {tuple(alpha.shape)}")
+    check_device(alpha, "alpha", x.device)
+    check_dtype(alpha, "alpha", (x.dtype, torch.float32, torch.float64),
+                f"have x's dtype ({x.dtype}), float32 or float64")
 
 
 def bias_act(
@@ -258,6 +390,8 @@ def bias_act(
     clamp: Optional[float] = None,
     dim: int = 1,
     backend: Optional[str] = None,
+    *,
+    alpha: Optional[Tensor] = None,
 ) -> Tensor:
     """Fused ``clamp(act(x + bias) * gain, -clamp, clamp)``: StyleGAN2's ``bias_act``.
 
@@ -273,26 +407,37 @@ def bias_act(
             copied once).  Must not be empty.
         bias: optional 1-D tensor of shape ``(x.shape[dim],)`` on x's device,
             in ``x``'s dtype, float32 (mixed precision) or float64.
-        act: ``linear``, ``relu``, ``leaky_relu``, ``tanh``, ``sigmoid`` or
-            ``silu`` (aliases: ``lrelu``, ``swish``, ``identity``, ``none``).
-        negative_slope: slope of ``leaky_relu`` for negative inputs (finite).
+        act: ``linear``, ``relu``, ``leaky_relu``, ``tanh``, ``sigmoid``,
+            ``silu`` (aliases: ``lrelu``, ``swish``, ``identity``, ``none``)
+            or ``prelu`` (learnable slopes ``alpha``).
+        negative_slope: slope of ``leaky_relu`` for negative inputs (finite;
+            ignored by the other activations, prelu included).
         gain: scale applied after the activation (finite).
         clamp: if given (finite, >= 0), the result is clamped to
             ``[-clamp, clamp]``.
         dim: the dimension of ``x`` that ``bias`` runs along.
         backend: ``"torch"``, ``"aten"``, ``"triton"``, ``"cuda"``,
             ``"auto"``, or None for the current choice
-            (:func:`ganfast.use_backend`).
+            (:func:`ganfast.use_backend`).  ``"cuda"`` runs prelu through
+            the Triton kernel (the extension has no tensor-slope kernel).
+        alpha: ``act="prelu"`` only, and required there: the negative-side
+            slopes (He et al. 2015, eq. 1, ``a_i``; torch.nn.PReLU's
+            ``weight``), a 1-D tensor of shape ``(x.shape[dim],)`` (one per
+            channel, broadcast along ``dim`` like ``bias``) or ``(1,)`` (one
+            shared), on x's device, in x's dtype, float32 or float64.  It
+            receives a gradient (in its own dtype), as ``x`` and ``bias`` do.
 
     Returns:
         A tensor with ``x``'s shape, dtype and (dense) layout.  Arithmetic is
         float32 (float64 for float64 inputs).
 
     Raises:
-        TypeError: ``x`` or ``bias`` is not a tensor, has an unsupported
-            dtype, or ``act`` is not a string, or ``negative_slope``,
-            ``gain``, ``clamp`` are not numbers, or ``dim`` is not an int.
-        ValueError: ``x`` is empty, ``bias`` has the wrong shape or device,
+        TypeError: ``x``, ``bias`` or ``alpha`` is not a tensor (``alpha``
+            missing with prelu), has an unsupported dtype, or ``act`` is not
+            a string, or ``negative_slope``, ``gain``, ``clamp`` are not
+            numbers, or ``dim`` is not an int.
+        ValueError: ``x`` is empty, ``bias`` or ``alpha`` has the wrong shape
+            or device, ``alpha`` is given for another act than prelu,
             ``act`` is unknown, a number is not finite (``clamp`` negative),
             or ``backend`` is not a backend's name.
         IndexError: ``dim`` is out of range (a ``ValueError`` too).
@@ -300,14 +445,19 @@ def bias_act(
 
     Derivatives of every order are supported: first and the gradient-side
     half of the second on the selected backend, the curvature term of
-    tanh/sigmoid/silu through the reference (see the module docstring).
+    tanh/sigmoid/silu and prelu's cross terms (through ``alpha``) through the
+    reference (see the module docstring).
     """
-    dim, act, negative_slope, gain, clamp = check_args(x, bias, act, negative_slope, gain, clamp, dim)
+    dim, act, negative_slope, gain, clamp = check_args(x, bias, act, negative_slope, gain, clamp, dim, alpha)
     backend = _backend.requested(backend)
     if _backend.resolve(OP, backend, x.device) == "aten":
-        return ref.bias_act(x, bias, act, negative_slope, gain, clamp, dim)
+        return ref.bias_act(x, bias, act, negative_slope, gain, clamp, dim, alpha)
+    if act == "prelu":
+        return _bias_prelu_op(x, bias, alpha, gain, clamp, dim, backend)
     return _bias_act_op(x, bias, act, negative_slope, gain, clamp, dim, backend)
 
 
 #: Registered ops of this module, for opcheck and the docs.
 CUSTOM_OPS: Sequence = (_bias_act_op, _bias_act_grad_op)
+#: prelu's registered ops (forward, backward).
+PRELU_OPS: Sequence = (_bias_prelu_op, _bias_prelu_grad_op)
