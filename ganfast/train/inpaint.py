@@ -468,7 +468,7 @@ def run_inpaint(args: argparse.Namespace) -> int:
     from ..data.folder import decode_image
     from .checkpoint import load_checkpoint, resolve_checkpoint
     from .trainer import model_from_checkpoint
-    from .translate import _write_png  # atomic 8-bit PNG of a (C, H, W) image in [-1, 1]
+    from .translate import write_png  # atomic 8-bit PNG of a (C, H, W) image in [-1, 1]
 
     for flag, path in (("--out", args.out), ("--raw", args.raw)):
         if path is not None and os.path.splitext(path)[1].lower() != ".png":
@@ -524,9 +524,9 @@ def run_inpaint(args: argparse.Namespace) -> int:
                          blend=not args.no_blend, generator=torch.Generator().manual_seed(args.seed))
     except ValueError as err:
         return _fail(str(err))
-    _write_png(result.blended[0], args.out)
+    write_png(result.blended[0], args.out)
     if args.raw is not None:
-        _write_png(result.raw[0], args.raw)
+        write_png(result.raw[0], args.raw)
     print(f"ganfast inpaint: wrote {args.out}{' and ' + args.raw if args.raw else ''} ({model.name}; final loss "
           f"{result.loss[0, result.best[0]].item():.4g}: contextual {result.contextual[0].item():.4g}, prior "
           f"{result.prior[0].item():.4g}; restart {result.best[0].item() + 1} of {args.restarts})")

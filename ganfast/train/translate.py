@@ -19,7 +19,7 @@ import sys
 import tempfile
 from typing import List, Tuple
 
-__all__ = ["add_translate_arguments", "run_translate"]
+__all__ = ["add_translate_arguments", "run_translate", "image_inputs", "write_png"]
 
 
 def add_translate_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,7 +39,7 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _inputs(path: str, out: str) -> List[Tuple[str, str]]:
+def image_inputs(path: str, out: str) -> List[Tuple[str, str]]:
     """``(file, output name)`` of every input image (files under ``out`` skipped: an earlier run's outputs).
 
     Raises:
@@ -68,7 +68,7 @@ def _inputs(path: str, out: str) -> List[Tuple[str, str]]:
     return [(f, name) for name, f in named.items()]
 
 
-def _write_png(image, path: str) -> None:
+def write_png(image, path: str) -> None:
     """``(C, H, W)`` in [-1, 1] -> an 8-bit PNG (gray or RGB), written atomically."""
     import numpy as np
     from PIL import Image
@@ -108,7 +108,7 @@ def run_translate(args: argparse.Namespace) -> int:
     if os.path.isdir(args.input) and os.path.realpath(args.out) == os.path.realpath(args.input):
         return _fail("--out must not be the --input folder (the outputs would replace the inputs)")
     try:
-        inputs = _inputs(args.input, args.out)
+        inputs = image_inputs(args.input, args.out)
     except (FileNotFoundError, ValueError) as err:
         return _fail(str(err))
     if os.path.isfile(args.input) and \
@@ -141,7 +141,7 @@ def run_translate(args: argparse.Namespace) -> int:
         except ValueError as err:
             return _fail(f"--direction {args.direction}: {err}")
         for (_, rel), image in zip(chunk, y):
-            _write_png(image, os.path.join(args.out, rel))
+            write_png(image, os.path.join(args.out, rel))
             written += 1
     print(f"ganfast translate: wrote {written} image{'s' if written != 1 else ''} ({model.name}, "
           f"{args.direction}) to {args.out}")

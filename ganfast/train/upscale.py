@@ -79,7 +79,7 @@ def run_upscale(args: argparse.Namespace) -> int:
     from .checkpoint import load_checkpoint, resolve_checkpoint
     from .grid import save_image_grid
     from .trainer import model_from_checkpoint
-    from .translate import _inputs, _write_png
+    from .translate import image_inputs, write_png
 
     try:
         device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -90,7 +90,7 @@ def run_upscale(args: argparse.Namespace) -> int:
     if os.path.isdir(args.input) and os.path.realpath(args.out) == os.path.realpath(args.input):
         return _fail("--out must not be the --input folder (the outputs would replace the inputs)")
     try:
-        inputs = _inputs(args.input, args.out)
+        inputs = image_inputs(args.input, args.out)
     except (FileNotFoundError, ValueError) as err:
         return _fail(str(err))
     try:
@@ -123,7 +123,7 @@ def run_upscale(args: argparse.Namespace) -> int:
             lr = x[None]
         with torch.no_grad():
             sr = model.translate(lr.to(device))[0].float().cpu().clamp(-1, 1)
-        _write_png(sr, os.path.join(args.out, rel))
+        write_png(sr, os.path.join(args.out, rel))
         if args.evaluate:
             bic = bicubic_upsample(lr, scale)[0]
             row = {"file": rel, **{f"bicubic_{k}": v for k, v in psnr_ssim(bic, hr).items()},
