@@ -61,8 +61,9 @@ def check_steps(fused, seq, make_x, dtype, steps=3):
             assert int(fused.bn.num_batches_tracked) == int(ref[1].num_batches_tracked)
 
 
-def check_inference(fused, seq, x, dtype):
-    """Eval mode without gradients (the one-kernel path on triton) against the float64 model."""
+def check_inference(fused, seq, x, dtype, slack=None):
+    """Eval mode without gradients (the one-kernel path on triton) against the float64 model (``slack``: an
+    element-wise allowance beyond the table's tolerance, see :func:`ganfast.testing.assert_close`)."""
     ref = copy.deepcopy(seq).double().eval()
     fused = fused.to(DEVICE).eval()
     with torch.no_grad():
@@ -71,7 +72,7 @@ def check_inference(fused, seq, x, dtype):
     assert out.dtype == dtype
     if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
         assert out.is_contiguous(memory_format=torch.channels_last)
-    testing.assert_close(out.cpu(), want, dtype, 0, "inference output")
+    testing.assert_close(out.cpu(), want, dtype, 0, "inference output", slack=slack)
 
 
 def block_inputs(cin, cout, k, n, h, w, dtype, device, gen, transposed=False):

@@ -52,8 +52,21 @@ def test_conv_transpose2d_gradients(backend, dtype, layout, gen):
         lambda x, w, b: ganfast.ops.conv_transpose2d(x, w, b, 2, 1, 1, backend=backend),
         lambda x, w, b: F.conv_transpose2d(x.cpu(), w.cpu(), b.cpu(), 2, 1, 1),
         [x, w, b], differentiable=[0, 1, 2], order=2 if dtype == torch.float32 else 1, generator=gen,
-        gradcheck=False,
+        gradcheck=False, forward_slack=_rounded_conv_slack(backend, dtype),
     )
+
+
+def _rounded_conv_slack(backend, dtype):
+    """The torch / aten paths' admitted extra error in bfloat16: ATen may store the convolution in bfloat16
+    before adding the bias (oneDNN on CPUs without native bf16 does; found on an AMD EPYC), one rounding of
+    ``u |conv(x, w)| <= u conv(|x|, |w|)``, u = 2^-8, beyond the table's output rounding.  None otherwise."""
+    if backend not in ("torch", "aten") or dtype != torch.bfloat16:
+        return None
+
+    def slack(x, w, b):
+        return 2.0 ** -8 * F.conv_transpose2d(x.abs().cpu(), w.abs().cpu(), None, 2, 1, 1)
+
+    return slack
 
 
 def test_conv_transpose2d_gradcheck_float64(gen):
@@ -134,7 +147,17 @@ def test_inference_path(backend, dtype, layout, gen):
     seq.load_state_dict({k: v.to(dtype) if v.is_floating_point() else v for k, v in seq.state_dict().items()})
     fused.backend = backend
     x = torch.randn(2, 5, 3, 4, generator=gen, dtype=torch.float64).contiguous(memory_format=layout)
-    check_inference(fused, seq, x, dtype)
+    slack = None
+    if backend in ("torch", "aten") and dtype == torch.bfloat16:
+        # the composition stores the convolution in bfloat16 before the BatchNorm affine (as eager torch.nn
+        # does): one rounding, u |conv(x)|, times the affine's scale |gamma| / sqrt(var + eps)
+        ref = copy.deepcopy(seq).double()
+        with torch.no_grad():
+            conv = ref[0](x.to(dtype).double()).abs()
+            bn = ref[1]
+            scale = (bn.weight.abs() / torch.sqrt(bn.running_var + bn.eps))[None, :, None, None]
+        slack = 2.0 ** -8 * conv * scale
+    check_inference(fused, seq, x, dtype, slack=slack)
 
 
 def test_constructor_matches_nn_layers():
