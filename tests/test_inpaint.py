@@ -189,6 +189,7 @@ def test_the_command_writes_the_blend_and_the_raw_fill(run, capsys):
     ({"--image": "{root}/bad.png"}, "cannot decode image file"),
     ({"--steps": "0"}, "steps must be a positive int"),
     ({"--window": "4"}, "window must be a positive odd int"),
+    ({"--raw": "{root}/x.png"}, "--raw {root}/x.png would replace the input image"),
 ])
 def test_command_errors_are_one_line(run, capsys, change, words):
     root, _, _ = run

@@ -166,3 +166,14 @@ def test_residual_generator_starts_at_bicubic():
     torch.testing.assert_close(g(x), F.interpolate(x, scale_factor=4, mode="bicubic", align_corners=False))
     m = build("srresnet", sample_shape=[3, 16, 16], residual=True, **TINY)
     assert m.G.residual and not build("srresnet", sample_shape=[3, 16, 16], **TINY).G.residual
+
+
+def test_content_network_missing_fails_at_the_first_step_and_bad_weight_files_are_named(tmp_path):
+    m = build("srgan", sample_shape=[3, 16, 16], content="network", **TINY_GAN)
+    ctx = StepContext()
+    ctx.total_steps = 4
+    with pytest.raises(ValueError, match="-o content=mse"):
+        m.train_step(lambda: Batch(image=images(2).float()), m.make_optimizers(), ctx)  # step 0: pre-training
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable torch state dict"):
+        VGG19Features(tmp_path / "junk.pth")

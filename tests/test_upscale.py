@@ -103,3 +103,32 @@ def test_psnr_ssim_checks_shapes():
         psnr_ssim(torch.zeros(3, 8, 8), torch.zeros(3, 8, 9))
     with pytest.raises(ValueError, match=">= 7"):
         psnr_ssim(torch.zeros(1, 5, 5), torch.zeros(1, 5, 5))
+
+
+def test_an_output_that_would_replace_the_input_is_refused_and_bare_names_work(run, capsys, tmp_path,
+                                                                                 monkeypatch):
+    root, _ = run
+    single = tmp_path / "one"
+    single.mkdir()
+    Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(single / "x.png")
+    assert main(["upscale", "--ckpt", str(root / "run"), "--input", str(single / "x.png"), "--out",
+                 str(single)]) == 2
+    assert "would replace the input" in capsys.readouterr().err
+    assert Image.open(single / "x.png").size == (8, 8)
+    monkeypatch.chdir(single)  # a bare output folder name, relative to the working directory
+    assert main(["upscale", "--ckpt", str(root / "run"), "--input", "x.png", "--out", "up"]) == 0
+    assert Image.open(single / "up" / "x.png").size == (32, 32)
+
+
+def test_write_png_takes_a_bare_file_name(tmp_path, monkeypatch):
+    from ganfast.train.translate import write_png
+
+    monkeypatch.chdir(tmp_path)
+    write_png(torch.rand(1, 4, 4) * 2 - 1, "bare.png")
+    assert Image.open(tmp_path / "bare.png").size == (4, 4)
+
+
+def test_sample_on_a_super_resolution_model_points_to_upscale(run, capsys):
+    root, _ = run
+    assert main(["sample", "--ckpt", str(root / "run"), "--out", str(root / "s.png")]) == 2
+    assert "ganfast upscale" in capsys.readouterr().err

@@ -300,6 +300,17 @@ class SRGAN(SRResNet):
         o = self.options
         return {"lr": SRGANDecay(o.pretrain_fraction, o.lr_decay)}
 
+    def train_step(self, next_batch, optimizers, ctx: Optional[StepContext] = None):
+        """As :meth:`Method.train_step`, after checking that the content loss asked for has its network (at the
+        first step rather than when the adversarial phase starts).  Raises: ValueError from
+        :meth:`content_kind` (``content="network"`` without :meth:`set_content_network`; from the command line
+        use ``vgg_weights`` or ``content=mse``)."""
+        try:
+            self.content_kind()
+        except ValueError as err:
+            raise ValueError(f"{err}; from the command line use -o vgg_weights=PATH or -o content=mse") from None
+        return super().train_step(next_batch, optimizers, ctx)
+
     # -- content loss -----------------------------------------------------------------------------------------
 
     def set_content_network(self, network: Optional[nn.Module]) -> None:

@@ -281,8 +281,10 @@ def run_sample(args: argparse.Namespace) -> int:
     model = model_from_checkpoint(state, ema=not args.no_ema)
     from ..models.method import Method
     if type(model).translate is not Method.translate:
-        print(f"ganfast sample: model {model.name!r} translates images rather than sampling them: use ganfast "
-              f"translate --ckpt {args.ckpt} --input IMAGES --out DIR", file=sys.stderr)
+        verb, command = ("super-resolves", "upscale") if isinstance(getattr(model, "scale", None), int) else \
+            ("translates", "translate")
+        print(f"ganfast sample: model {model.name!r} {verb} images rather than sampling them: use ganfast "
+              f"{command} --ckpt {args.ckpt} --input IMAGES --out DIR", file=sys.stderr)
         return 2
     model.to(device).eval()
     conditions = {}

@@ -477,8 +477,9 @@ def run_inpaint(args: argparse.Namespace) -> int:
         return _fail("--raw and --out name the same file")
     if not os.path.isfile(args.image):
         return _fail(f"--image {args.image} does not exist")
-    if os.path.realpath(args.out) == os.path.realpath(args.image):
-        return _fail(f"--out {args.out} would replace the input image")
+    for flag, path in (("--out", args.out), ("--raw", args.raw)):
+        if path is not None and os.path.realpath(path) == os.path.realpath(args.image):
+            return _fail(f"{flag} {path} would replace the input image")
     mask_kind = args.mask if args.mask in ("center", "random") else None
     if mask_kind is None and not os.path.isfile(args.mask):
         return _fail(f"--mask {args.mask} is neither center, random nor an existing mask image")

@@ -76,7 +76,7 @@ def write_png(image, path: str) -> None:
     x = image.detach().float().cpu().clamp(-1, 1)
     pixels = np.rint((x.numpy() + 1.0) * 127.5).astype(np.uint8)
     pixels = pixels[0] if pixels.shape[0] == 1 else pixels[:3].transpose(1, 2, 0)
-    folder = os.path.dirname(path)
+    folder = os.path.dirname(path) or "."  # a bare file name: the current folder
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".png", dir=folder)
     os.close(fd)

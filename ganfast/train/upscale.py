@@ -93,6 +93,9 @@ def run_upscale(args: argparse.Namespace) -> int:
         inputs = image_inputs(args.input, args.out)
     except (FileNotFoundError, ValueError) as err:
         return _fail(str(err))
+    if os.path.isfile(args.input) and \
+            os.path.realpath(os.path.join(args.out, inputs[0][1])) == os.path.realpath(args.input):
+        return _fail(f"--out {args.out} would replace the input {args.input} by its super-resolution")
     try:
         state = load_checkpoint(resolve_checkpoint(args.ckpt))
     except (FileNotFoundError, ValueError) as err:

@@ -169,7 +169,7 @@ class VGG19Features(nn.Module):
 
     Raises:
         FileNotFoundError: ``weights`` does not exist (the message says which file to get and where).
-        ValueError: an unknown ``layer``; a weights file without the VGG19 feature keys.
+        ValueError: an unknown ``layer``; a weights file that cannot be read or lacks the VGG19 feature keys.
     """
 
     def __init__(self, weights=None, layer: str = "relu5_4") -> None:
@@ -194,7 +194,13 @@ class VGG19Features(nn.Module):
                     f"VGG19 weights file {path} does not exist: get torchvision's ImageNet VGG19 weights "
                     f"({VGG19_WEIGHTS_FILE}, torchvision.models.VGG19_Weights.IMAGENET1K_V1) on a machine with "
                     f"network access and pass its path (ganfast train -o vgg_weights=PATH); nothing downloads")
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as err:  # a truncated or foreign file: pickle, zip and torch errors alike
+                raise ValueError(f"{path} is not a readable torch state dict ({type(err).__name__}: {err}); "
+                                 f"expected torchvision's {VGG19_WEIGHTS_FILE}") from None
+            if not isinstance(state, dict):
+                raise ValueError(f"{path} holds a {type(state).__name__}, not torchvision's VGG19 state dict")
             feats = {k: v for k, v in state.items() if k.startswith("features.")}
             own = self.state_dict()
             missing = [k for k in own if k not in feats]
