@@ -28,7 +28,12 @@ OLD = json.loads((HERE / "losses.json").read_text())
 EXPECTED = torch.load(HERE / "v1-expected.pt", weights_only=True)
 
 
-def close(a, b):
+def close(a, b, case=""):
+    """Equal up to float32 reordering; a bfloat16 case up to a few bf16 roundings (u = 2^-8): its convolutions'
+    rounding depends on the CPU (oneDNN with or without native bf16; logs recorded on one, replayed on an AMD
+    EPYC differed by 1.4 % in a 1.4e-4 d_fake)."""
+    if case.endswith("bf16"):
+        return a == b or math.isclose(a, b, rel_tol=3e-2, abs_tol=1e-4)
     return a == b or math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-6)
 
 
@@ -40,7 +45,7 @@ def test_every_method_logs_the_first_trainers_losses(case):
     for a, b in zip(old, new):
         assert set(a) == set(b), (case, a["step"])
         for k in a:
-            assert close(a[k], b[k]), (case, a["step"], k, a[k], b[k])
+            assert close(a[k], b[k], case), (case, a["step"], k, a[k], b[k])
 
 
 @pytest.mark.parametrize("case", sorted(EXPECTED))
