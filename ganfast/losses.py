@@ -282,6 +282,11 @@ def _uniform(n: int, like: Tensor, generator: Optional[torch.Generator]) -> Tens
     return u.to(device=like.device, dtype=like.dtype)
 
 
+# The largest gradient seed a penalty gives each critic output under a GradScaler: float16's
+# largest finite value is 65504, 2^8 above this (see _input_grads).
+_PENALTY_SEED_MAX = 2.0 ** 8
+
+
 def _input_grads(critic: Callable[[Tensor], Tensor], x: Tensor, scaler, what: str) -> Tensor:
     """d sum_i D(x_i) / dx as a (B, numel per sample) tensor in the compute dtype, differentiable.
 
@@ -309,13 +314,19 @@ def _input_grads(critic: Callable[[Tensor], Tensor], x: Tensor, scaler, what: st
     total = out.to(compute_dtype(out.dtype)).sum()
     scale = None
     if scaler is not None and scaler.is_enabled():
-        # PyTorch AMP examples, "Gradient penalty": differentiate the scaled
+        # PyTorch AMP examples, "Gradient penalty": differentiate a scaled
         # output so that half-precision gradients inside the critic do not
-        # underflow, then unscale.  scaler.scale() of a one gives the scale as
-        # a device tensor; get_scale() would read it back to the host and
-        # synchronise every step.  Overflow shows up as inf here and again in
-        # the parameters' gradients, where the scaler sees it and skips the step.
-        scale = scaler.scale(torch.ones((), dtype=torch.float32, device=total.device)).to(total.dtype)
+        # underflow, then unscale.  The seed is the scaler's scale capped at
+        # _PENALTY_SEED_MAX: the full scale (65536 at first) is above float16's
+        # largest value (65504), so each output's gradient would be inf and the
+        # penalty NaN for every batch size.  The cap leaves 2^8 of headroom for
+        # the critic's own gain and still lifts small input gradients 2^8 away
+        # from float16's subnormals.  scaler.scale() of a one gives the scale
+        # as a device tensor (get_scale() would synchronise every step).  An
+        # overflow inside the critic still shows as inf in the parameters'
+        # gradients, where the scaler sees it and skips the step.
+        one = torch.ones((), dtype=torch.float32, device=total.device)
+        scale = scaler.scale(one).clamp(max=_PENALTY_SEED_MAX).to(total.dtype)
         total = total * scale
     (grad,) = torch.autograd.grad(total, x, create_graph=True, allow_unused=True)
     if grad is None:  # an output independent of x: the gradient is zero
@@ -346,7 +357,10 @@ def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Ten
         generator: draws ``eps``; on its own device (then moved to ``real``'s),
             default ``real``'s device and the global generator.
         scaler: an optional ``torch.amp.GradScaler``; when enabled the
-            gradient is taken of the scaled output and unscaled (PyTorch AMP recipe).
+            gradient is taken of the output scaled by ``min(scale, 2^8)`` and
+            unscaled (PyTorch AMP recipe, capped: the default initial scale
+            65536 would make each float16 output's gradient inf).  The scaler
+            is neither stepped nor updated.
 
     Returns:
         a 0-d float32 tensor (float64 for float64 inputs).

@@ -359,6 +359,44 @@ def test_grad_scaler_path_equals_unscaled(gen):
     assert torch.equal(L.r1_penalty(critic, real, scaler=disabled), L.r1_penalty(critic, real))
 
 
+@pytest.mark.parametrize("batch", [1, 2, 7, 64, 512, 4096])
+def test_fp16_penalties_are_finite_at_the_default_scale(batch):
+    """GradScaler's default initial scale 65536 is above float16's largest value (65504): seeding each critic
+    output with the full scale made every fp16 penalty inf/NaN (found on this small MLP critic). The seed is
+    capped; the penalties match float64 for every batch size, in a float16 critic and under fp16 autocast."""
+    scaler = torch.amp.GradScaler("cpu")
+    assert scaler.get_scale() == 65536.0
+    gen = torch.Generator().manual_seed(batch)
+    torch.manual_seed(batch)
+    net = nn.Sequential(nn.Linear(48, 32), nn.LeakyReLU(0.2), nn.Linear(32, 1))
+    real = torch.randn(batch, 48, generator=gen)
+    fake = torch.randn(batch, 48, generator=gen)
+    real, fake = real.half().float(), fake.half().float()  # representable in float16
+    net.load_state_dict({k: v.half().float() for k, v in net.state_dict().items()})
+    net64 = copy.deepcopy(net).double()
+    want = (L.gradient_penalty(net64, real.double(), fake.double(), generator=seeded()),
+            L.r1_penalty(net64, real.double()), L.r2_penalty(net64, fake.double()))
+    half = copy.deepcopy(net).half()
+    got_half = (L.gradient_penalty(half, real.half(), fake.half(), generator=seeded(), scaler=scaler),
+                L.r1_penalty(half, real.half(), scaler=scaler), L.r2_penalty(half, fake.half(), scaler=scaler))
+    with torch.autocast("cpu", dtype=torch.float16):
+        assert net(real).dtype == torch.float16
+        got_autocast = (L.gradient_penalty(net, real, fake, generator=seeded(), scaler=scaler),
+                        L.r1_penalty(net, real, scaler=scaler), L.r2_penalty(net, fake, scaler=scaler))
+    for name, w, a, b in zip(("WGAN-GP", "R1", "R2"), want, got_half, got_autocast):
+        for how, got in (("float16 critic", a), ("fp16 autocast", b)):
+            assert got.dtype == torch.float32 and torch.isfinite(got), f"{name}, {how}, batch {batch}: {got}"
+            # float16 rounds the activations, the gradients and eps (2^-11 each); (||g|| - 1)^2 amplifies
+            # the relative error of ||g|| by 2 ||g|| / (||g|| - 1), about 3 here
+            assert abs(float(got) - float(w)) <= 3e-2 * float(w) + 1e-4, f"{name}, {how}, batch {batch}"
+    # the double backward gives D's parameters finite gradients (the trainer's scaled loss may still overflow
+    # them at first: the scaler then skips that step and halves its scale, as for any loss)
+    sum(got_autocast).backward()
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
+    assert net[0].weight.grad.abs().sum() > 0 and net[2].weight.grad.abs().sum() > 0
+    assert scaler.get_scale() == 65536.0
+
+
 def test_penalties_under_bf16_autocast(gen):
     net = nn.Sequential(nn.Linear(6, 5), nn.LeakyReLU(0.2), nn.Linear(5, 1))
     real = torch.randn(4, 6, generator=gen)

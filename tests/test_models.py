@@ -1,6 +1,7 @@
 """Every GAN method builds with its paper's defaults and trains on tiny data, on every backend."""
 
 import math
+import os
 
 import pytest
 import torch
@@ -333,3 +334,54 @@ def test_a_non_finite_log_is_divergence_unless_the_fp16_scaler_skipped_that_step
         _check_finite({"d_loss": float("inf")}, 3, {})
     with pytest.raises(FloatingPointError, match="diverged"):  # halved below 1: not the scale's fault
         _check_finite({"d_loss": float("inf")}, 3, {"D": 0.5})
+
+
+def test_step_optimizer_counts_the_steps_a_gradient_scaler_skips():
+    """An inf gradient makes GradScaler skip the step and halve its scale: counted per optimiser, with the run of
+    consecutive skips reset by the next good step; the weights stay where they were on a skipped step."""
+
+    class Ctx(StepContext):
+        def __init__(self):
+            super().__init__()
+            self.scalers = {"D": torch.amp.GradScaler("cpu", init_scale=1024.0)}
+
+        def scaler(self, name):
+            return self.scalers.get(name)
+
+    ctx = Ctx()
+    w = torch.nn.Parameter(torch.randn(5, generator=torch.Generator().manual_seed(0)))
+    opt = torch.optim.SGD([w], lr=0.1)
+    for k, bad in enumerate([True, True, False, True, False, False]):
+        before = w.detach().clone()
+        opt.zero_grad()
+        ctx.backward((w * (float("inf") if bad else 1.0)).sum(), "D")
+        ctx.step_optimizer(opt, "D")
+        assert torch.equal(w.detach(), before) == bad, k
+    assert ctx.skipped_steps == {"D": 3} and ctx.consecutive_skips == {"D": 0}
+    opt.zero_grad()
+    ctx.backward((w * float("nan")).sum(), "D")
+    ctx.step_optimizer(opt, "D")
+    assert ctx.skipped_steps == {"D": 4} and ctx.consecutive_skips == {"D": 1}
+    plain = StepContext()  # no scaler: nothing is counted
+    plain.step_optimizer(opt, "G")
+    assert plain.skipped_steps == {} and plain.consecutive_skips == {}
+
+
+def test_fp16_batchnorm_discriminator_with_r1_is_reported_not_silent(tmp_path):
+    """The issue's case: with fp16, R1 and a BatchNorm discriminator, the double backward overflows at every
+    scale (plain torch.nn too), so D's scaler skips every step while the logged losses look finite. The
+    metrics count the skipped steps, one warning names the optimiser, and a checkpoint keeps the count."""
+    from ganfast.train import TrainConfig, Trainer
+
+    cfg = TrainConfig(model="dcgan", data="digits", steps=12, batch_size=16, amp="fp16", out=str(tmp_path),
+                      progress=False, log_every=1, image_size=16, sample_every=100, checkpoint_every=100,
+                      grid_size=4, model_options={"r1": 10, "width": 32})
+    t = Trainer(cfg)
+    with pytest.warns(RuntimeWarning, match="scaler of optimiser 'D' skipped its last 10 steps") as record:
+        t.fit()
+    assert sum("skipped its last" in str(w.message) for w in record) == 1  # once per streak, not every step
+    assert [row["skipped_steps_D"] for row in t.history] == [float(k) for k in range(1, 13)]
+    assert all(row["skipped_steps_G"] == 0 for row in t.history)
+    assert all(math.isfinite(row["d_loss"]) for row in t.history)  # why it was silent before
+    state = torch.load(os.path.join(tmp_path, "checkpoints", "ckpt-00000012.pt"), weights_only=False)
+    assert state["amp_skips"] == {"skipped": {"D": 12, "G": 0}, "consecutive": {"D": 12, "G": 0}}

@@ -102,6 +102,9 @@ class StepContext:
         schedule: the values of the method's schedules at ``step`` (set by the trainer).
         optimizers: the optimisers by name (set by :func:`run_iteration`).
         logs: the logs of this iteration so far (earlier phases'); ``last_logs``: the previous iteration's.
+        skipped_steps: per optimiser, how many of its steps a float16 gradient scaler
+            skipped (an inf/NaN gradient: the scaler halves its scale and leaves the weights);
+            ``consecutive_skips``: how many of the latest ones in a row.
     """
 
     def __init__(self) -> None:
@@ -111,6 +114,8 @@ class StepContext:
         self.optimizers: Dict[str, torch.optim.Optimizer] = {}
         self.logs: Dict[str, Tensor] = {}
         self.last_logs: Dict[str, Tensor] = {}
+        self.skipped_steps: Dict[str, int] = {}
+        self.consecutive_skips: Dict[str, int] = {}
 
     @property
     def iteration(self) -> int:
@@ -136,8 +141,15 @@ class StepContext:
         self.reduce_gradients(params)
         scaler = self.scaler(name)
         if scaler is not None:
+            # scaler.step() reads found_inf back to the host already; the two
+            # get_scale() calls add no synchronisation.  A skipped step is the
+            # only way update() lowers the scale.
+            before = scaler.get_scale()
             scaler.step(optimizer)
             scaler.update()
+            skipped = scaler.get_scale() < before
+            self.skipped_steps[name] = self.skipped_steps.get(name, 0) + int(skipped)
+            self.consecutive_skips[name] = self.consecutive_skips.get(name, 0) + 1 if skipped else 0
         else:
             optimizer.step()
 

@@ -394,12 +394,25 @@ class Trainer:
             "ema": {k: e.state_dict() for k, e in self.emas.items()},
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "scalers": {k: s.state_dict() for k, s in self.scalers.items()},
+            "amp_skips": {"skipped": dict(self.ctx.skipped_steps), "consecutive": dict(self.ctx.consecutive_skips)},
             "schedules": evaluate(self.schedules, self.step, self.steps),
             "best": dict(self.best) if self.best is not None else None,
             "rng": rngs,
             "data": self.batches.state_dict(),
             "world_size": self.dist.world_size,
         }
+
+    def _warn_on_skip_streaks(self, main: bool) -> None:
+        """Warn once per streak when a scaler has skipped SKIP_STREAK_WARNING or more steps in a row."""
+        warned = self.__dict__.setdefault("_skip_warned", set())
+        for k, sc in self.scalers.items():
+            streak = self.ctx.consecutive_skips.get(k, 0)
+            if streak < SKIP_STREAK_WARNING:
+                warned.discard(k)
+            elif k not in warned:
+                warned.add(k)
+                if main:
+                    warnings.warn(_skip_streak_message(k, streak, sc.get_scale()), RuntimeWarning, stacklevel=2)
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         state = upgrade_checkpoint(state)
@@ -424,6 +437,9 @@ class Trainer:
         for k, s in self.scalers.items():
             if k in state.get("scalers", {}):
                 s.load_state_dict(state["scalers"][k])
+        skips = state.get("amp_skips") or {}
+        self.ctx.skipped_steps = dict(skips.get("skipped") or {})
+        self.ctx.consecutive_skips = dict(skips.get("consecutive") or {})
         rngs = state["rng"]
         if len(rngs) == self.dist.world_size:
             set_rng_state(rngs[self.dist.rank])
@@ -593,6 +609,8 @@ class Trainer:
                         for k, ema in self.emas.items():
                             ema.update(self.model.net(k))
                         self.step += 1
+                        if self.scalers:
+                            self._warn_on_skip_streaks(main)
                         if self.evaluator is not None and (self.step % cfg.eval_every == 0
                                                            or self.step == self.steps):
                             pending.update(self._evaluate_and_keep_best(main))
@@ -605,6 +623,8 @@ class Trainer:
                             skipped = {k: sc.get_scale() for k, sc in self.scalers.items()
                                        if k in scales and sc.get_scale() < scales[k]}
                             _check_finite(vals, self.step, skipped)
+                            for k in self.scalers:  # fp16: how many of each optimiser's steps were skipped so far
+                                vals[f"skipped_steps_{k}"] = float(self.ctx.skipped_steps.get(k, 0))
                             vals.update(pending)
                             pending = {}
                             self.history.append({"step": self.step, **vals})
@@ -740,6 +760,18 @@ def model_from_checkpoint(state: Dict[str, Any], *, ema: bool = True) -> Method:
         for k, e in (state.get("ema") or {}).items():
             model.net(k).load_state_dict(e["module"])
     return model
+
+
+# Consecutive float16 steps a gradient scaler may skip before the trainer warns: a
+# healthy run skips a few while the scale settles (65536 halves to its working
+# value), never ten in a row once it has.
+SKIP_STREAK_WARNING = 10
+
+
+def _skip_streak_message(name: str, streak: int, scale: float) -> str:
+    return (f"the float16 gradient scaler of optimiser {name!r} skipped its last {streak} steps (scale now "
+            f"{scale:g}): {name} is not being updated although the logged losses look finite. Try --amp bf16; "
+            "BatchNorm in a discriminator with R1 / gradient penalties is known to overflow in float16")
 
 
 def _check_finite(vals: Dict[str, float], step: int, skipped: Optional[Dict[str, float]] = None) -> None:
