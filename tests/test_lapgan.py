@@ -109,17 +109,26 @@ def test_levels_train_independently():
 def test_sampling_runs_coarse_to_fine_and_is_seeded():
     m = build("lapgan", sample_shape=[1, 32, 32], **TINY).eval()
     inputs = m.sample_inputs(3, generator=torch.Generator().manual_seed(0))
-    chain = m.sample_levels(latent=inputs["latent"], noise_seed=inputs["noise_seed"])
+    chain = m.sample_levels(latent=inputs["latent"], noise=inputs["noise"])
     assert [c.shape for c in chain] == [(3, 1, 8, 8), (3, 1, 16, 16), (3, 1, 32, 32)]
+    assert [p.shape for p in inputs["noise"]] == [(3, 1, 16, 16), (3, 1, 32, 32)]
     torch.testing.assert_close(chain[0], m.G8(inputs["latent"]))
-    g = torch.Generator().manual_seed(inputs["noise_seed"])
     low = upsample2x(chain[0])
-    plane = torch.rand(3, 1, 16, 16, generator=g) * 2 - 1
-    torch.testing.assert_close(chain[1], low + m.G16(plane, low))  # eq. 2: I~_16 = u(I~_8) + G_16(n, u(I~_8))
+    torch.testing.assert_close(chain[1], low + m.G16(inputs["noise"][0], low))  # eq. 2: u(I~_8) + G_16(n, u(I~_8))
     s = m.sample(**inputs)
     assert torch.equal(s, chain[-1].clamp(-1, 1)) and torch.equal(s, m.sample(**inputs))
+    # every sample's randomness is in its own rows: a slice of the inputs gives the same images
+    part = m.sample(latent=inputs["latent"][1:], noise=[p[1:] for p in inputs["noise"]])
+    torch.testing.assert_close(part, s[1:], rtol=1e-5, atol=1e-6)
+    # a noise seed still fixes the planes when none are given
+    g = torch.Generator().manual_seed(7)
+    seeded = m.sample_levels(latent=inputs["latent"], noise_seed=7)
+    plane = torch.rand(3, 1, 16, 16, generator=g) * 2 - 1
+    torch.testing.assert_close(seeded[1], low + m.G16(plane, low))
     grid, nrow = m.grid_images(s, inputs)
     assert nrow == 3 and grid.shape == (9, 1, 32, 32) and torch.equal(grid.view(3, 3, 1, 32, 32)[:, 2], s)
+    with pytest.raises(ValueError, match="noise must be one plane per finer level"):
+        m.sample(latent=inputs["latent"], noise=inputs["noise"][:1])
     with pytest.raises(ValueError, match="latent"):
         m.sample(2, latent=inputs["latent"])
 

@@ -363,3 +363,33 @@ def test_recommended_settings_and_linear_schedule(tmp_path):
     t.fit()
     lr = t.model.config["lr_g"]
     assert seen == pytest.approx([lr, 0.75 * lr, 0.5 * lr, 0.25 * lr])
+
+
+@pytest.mark.parametrize("name, options, side", [
+    ("dcgan", {"width": 4, "latent_dim": 8}, 8),
+    ("cgan", {"width": 4, "latent_dim": 8}, 8),
+    ("infogan", {"width": 4, "noise_dim": 4}, 8),  # noise and codes from the one generator
+    ("lapgan", {"width_g": 4, "width_d": 4, "hidden_g": [16], "hidden_d": [16], "latent_dim": 8}, 16),  # planes
+])
+def test_sample_is_a_function_of_the_seed_not_of_the_batching(name, options, side, tmp_path, capsys):
+    """`ganfast sample --seed S` drew its latents batch by batch, so --batch-size 1 and 16 gave other images.
+    The whole request is drawn from the seed first: every batching gives the same samples."""
+    from ganfast.cli import main
+
+    cfg = TrainConfig(model=name, data="tiny", steps=1, batch_size=8, out=str(tmp_path / "run"), progress=False,
+                      sample_every=100, checkpoint_every=100, grid_size=4, model_options=options)
+    Trainer(cfg, dataset=images(side=side)).fit()
+    ckpt = str(tmp_path / "run" / "checkpoints" / "ckpt-00000001.pt")
+    got = {}
+    for bs, n in ((1, 11), (16, 11), (4, 11), (3, 11)):
+        out = str(tmp_path / f"s{bs}-{n}.npy")
+        args = ["sample", "--ckpt", ckpt, "--n", str(n), "--seed", "3", "--batch-size", str(bs), "--out", out]
+        assert main(args) == 0
+        got[bs, n] = np.load(out)
+    want = got[16, 11]  # one batch
+    assert want.shape == (11, 1, side, side) and np.ptp(want) > 0 and not np.allclose(want[0], want[1])
+    for key, x in got.items():
+        np.testing.assert_allclose(x, want, rtol=1e-5, atol=1e-6, err_msg=str(key))
+    other = str(tmp_path / "other.npy")
+    main(["sample", "--ckpt", ckpt, "--n", "11", "--seed", "4", "--out", other])
+    assert not np.allclose(np.load(other), want)  # the seed matters

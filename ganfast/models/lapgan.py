@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -158,9 +158,9 @@ class LAPGAN(Method):
 
     def _fake(self, side: int, low: Optional[Tensor], n: int, like: Tensor,
               networks: Optional[Mapping[str, nn.Module]] = None,
-              generator: Optional[torch.Generator] = None) -> Tensor:
+              generator: Optional[torch.Generator] = None, noise: Optional[Tensor] = None) -> Tensor:
         G = self.net(f"G{side}", networks)
-        noise = self._noise(n, side, like, generator)
+        noise = self._noise(n, side, like, generator) if noise is None else noise.to(like)
         return G(noise) if low is None else G(noise, low)
 
     def _d(self, side: int, x: Tensor, low: Optional[Tensor]) -> Tensor:
@@ -200,13 +200,16 @@ class LAPGAN(Method):
 
     def sample_levels(self, n: Optional[int] = None, *, networks: Optional[Mapping[str, nn.Module]] = None,
                       generator: Optional[torch.Generator] = None, latent: Optional[Tensor] = None,
-                      noise_seed: Optional[int] = None) -> List[Tensor]:
+                      noise_seed: Optional[int] = None, noise: Optional[Sequence[Tensor]] = None) -> List[Tensor]:
         """The coarse-to-fine chain (paper eq. 2): ``[I~_c, I~_2c, ..., I~_R]``, each ``(n, C, side, side)``,
         unclamped.  ``latent`` ``(n, latent_dim)`` fixes z (else drawn uniform on [-1, 1] from ``generator``);
-        ``noise_seed`` fixes the finer levels' noise planes (else drawn from ``generator``).
+        ``noise`` gives the finer levels' noise planes, one ``(n, 1, side, side)`` tensor per finer level
+        (uniform on [-1, 1], as :meth:`sample_inputs` draws them), else ``noise_seed`` seeds their draw,
+        else they come from ``generator``.
 
         Raises:
-            ValueError: neither ``n`` nor ``latent``, or a ``latent`` of another shape or count.
+            ValueError: neither ``n`` nor ``latent``, a ``latent`` of another shape or count, or ``noise``
+                not one plane of the right shape per finer level.
         """
         G0 = self.net(f"G{self.sides[0]}", networks)
         param = next(G0.parameters())
@@ -217,30 +220,40 @@ class LAPGAN(Method):
         if latent.dim() != 2 or latent.shape[1] != self.options.latent_dim or (n is not None and len(latent) != n):
             raise ValueError(f"latent must be (n, {self.options.latent_dim}); got {tuple(latent.shape)} for n={n}")
         latent = latent.to(param)
+        if noise is not None:
+            want = [(len(latent), 1, side, side) for side in self.sides[1:]]
+            got = [tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__ for t in noise]
+            if got != want:
+                raise ValueError(f"noise must be one plane per finer level, shapes {want}; got {got}")
         g = torch.Generator().manual_seed(int(noise_seed)) if noise_seed is not None else generator
         images = [G0(latent)]
-        for side in self.sides[1:]:
+        for k, side in enumerate(self.sides[1:]):
             low = upsample2x(images[-1])
-            images.append(low + self._fake(side, low, len(latent), param, networks, g))
+            images.append(low + self._fake(side, low, len(latent), param, networks, g,
+                                           None if noise is None else noise[k]))
         return images
 
     def sample(self, n: Optional[int] = None, *, networks: Optional[Mapping[str, nn.Module]] = None,
                generator: Optional[torch.Generator] = None, device: Any = None,
-               latent: Optional[Tensor] = None, noise_seed: Optional[int] = None) -> Tensor:
+               latent: Optional[Tensor] = None, noise_seed: Optional[int] = None,
+               noise: Optional[Sequence[Tensor]] = None) -> Tensor:
         """``n`` images ``(n, C, R, R)`` in [-1, 1] (:meth:`sample_levels`' finest level, clamped).
 
         Raises:
             ValueError: as :meth:`sample_levels`.
         """
         out = self.sample_levels(n, networks=networks, generator=generator, latent=latent,
-                                 noise_seed=noise_seed)[-1].clamp(-1, 1)
+                                 noise_seed=noise_seed, noise=noise)[-1].clamp(-1, 1)
         return out.to(device) if device is not None else out
 
     def sample_inputs(self, n: int, *, generator: Optional[torch.Generator] = None,
                       batch: Optional[Batch] = None) -> Dict[str, Any]:
-        """``{"latent": z, "noise_seed": s}``: z uniform on [-1, 1], both drawn from ``generator``."""
+        """``{"latent": z, "noise": [planes]}``: z ``(n, latent_dim)`` and one ``(n, 1, side, side)`` noise plane
+        per finer level, uniform on [-1, 1], drawn from ``generator`` on the CPU: every sample's randomness
+        is in its own rows, so a slice of the inputs gives the same images in any batching."""
         z = torch.rand(n, self.options.latent_dim, generator=generator) * 2 - 1
-        return {"latent": z, "noise_seed": int(torch.randint(0, 2 ** 31 - 1, (1,), generator=generator))}
+        noise = [torch.rand(n, 1, side, side, generator=generator) * 2 - 1 for side in self.sides[1:]]
+        return {"latent": z, "noise": noise}
 
     def grid_size(self) -> int:
         """8 chains in the trainer's grids."""
@@ -250,7 +263,8 @@ class LAPGAN(Method):
     def grid_images(self, samples: Tensor, inputs: Mapping[str, Any], batch: Any = None
                     ) -> Tuple[Tensor, Optional[int]]:
         """``(images, levels)``: per sample the chain coarse to fine, each level upsampled (nearest) to R."""
-        chain = self.sample_levels(latent=inputs["latent"], noise_seed=inputs.get("noise_seed"))
+        chain = self.sample_levels(latent=inputs["latent"], noise_seed=inputs.get("noise_seed"),
+                                   noise=inputs.get("noise"))
         r = self.sample_shape[-1]
         cols = [F.interpolate(level.clamp(-1, 1).float().cpu(), size=(r, r), mode="nearest") for level in chain]
         return torch.stack(cols, 1).flatten(0, 1), len(cols)

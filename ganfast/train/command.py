@@ -207,11 +207,12 @@ def add_sample_arguments(p: argparse.ArgumentParser) -> None:
                    "checkpoints directory / their `latest` file (the newest intact checkpoint there)")
     p.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
     p.add_argument("--out", required=True, help="a .png (image grid, or a scatter plot for 2-D points) or .npy file")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the latents (default 0): the samples depend on "
+                   "--seed and --n only, not on --batch-size or --device")
     p.add_argument("--label", type=int, default=None, help="class of every sample (conditional models)")
     p.add_argument("--no-ema", action="store_true", help="sample the trained generator, not its EMA")
-    p.add_argument("--batch-size", type=int, default=500)
-    p.add_argument("--device", default=None)
+    p.add_argument("--batch-size", type=int, default=500, help="samples per forward pass (default 500)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--truncation", type=float, default=None, metavar="PSI",
                    help="truncation trick in w (style-based models): w_avg + PSI (w - w_avg); 1 = off, 0.7 typical")
     p.add_argument("--truncation-cutoff", type=int, default=None, metavar="N",
@@ -245,6 +246,21 @@ def _style_mix_grid(model, args, device):
     blank = torch.full_like(top[:1], -1.0)
     cells = [blank, top] + [torch.cat([left[i:i + 1], mixed[i * cols:(i + 1) * cols]]) for i in range(rows)]
     return torch.cat(cells).float().cpu(), cols + 1
+
+
+def _rows(inputs: Dict[str, Any], start: int, stop: int, total: int) -> Dict[str, Any]:
+    """Rows ``start:stop`` of a method's sample inputs drawn for ``total`` samples: tensors (and lists of
+    tensors) with ``total`` rows are sliced, a count ``n`` becomes the slice's length, anything else is shared."""
+    import torch
+
+    def cut(v):
+        if isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape[0] == total:
+            return v[start:stop]
+        if isinstance(v, (list, tuple)) and v and all(isinstance(t, torch.Tensor) for t in v):
+            return type(v)(cut(t) for t in v)
+        return v
+
+    return {k: (stop - start if k == "n" and isinstance(v, int) else cut(v)) for k, v in inputs.items()}
 
 
 def run_sample(args: argparse.Namespace) -> int:
@@ -362,17 +378,20 @@ def run_sample(args: argparse.Namespace) -> int:
         conditions["truncation_psi"] = args.truncation
     if args.truncation_cutoff is not None:
         conditions["truncation_cutoff"] = args.truncation_cutoff
-    g = torch.Generator()
-    g.manual_seed(args.seed)
+    # The whole request's inputs are drawn at once from the seed on the CPU, then cut into batches: the
+    # samples are a function of --seed and --n only, not of --batch-size or --device.
+    everything = model.sample_inputs(args.n, generator=torch.Generator().manual_seed(args.seed))
+    if "label" in everything and "label" not in conditions:  # classes 0..K-1 in turn
+        everything["label"] = torch.arange(args.n) % model.num_classes
     chunks = []
     with torch.no_grad():
         for start in range(0, args.n, args.batch_size):
             n = min(args.batch_size, args.n - start)
-            inputs = model.sample_inputs(n, generator=g)
-            if "label" in inputs and "label" not in conditions:  # classes 0..K-1 in turn across the chunks
-                inputs["label"] = torch.arange(start, start + n) % model.num_classes
+            inputs = _rows(everything, start, start + n, args.n)
             inputs.update(conditions)
-            inputs = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in inputs.items()}
+            inputs = {k: (v.to(device) if isinstance(v, torch.Tensor) else
+                          [t.to(device) for t in v] if isinstance(v, list) and v and isinstance(v[0], torch.Tensor)
+                          else v) for k, v in inputs.items()}
             try:
                 chunks.append(model.sample(**inputs).float().cpu())
             except ValueError as err:
