@@ -393,3 +393,49 @@ def test_sample_is_a_function_of_the_seed_not_of_the_batching(name, options, sid
     other = str(tmp_path / "other.npy")
     main(["sample", "--ckpt", ckpt, "--n", "11", "--seed", "4", "--out", other])
     assert not np.allclose(np.load(other), want)  # the seed matters
+
+
+def test_cli_folder_mixing_gray_rgb_and_rgba_takes_channels(tmp_path, capsys):
+    """A folder of RGB PNGs with one gray and one RGBA image stopped with a traceback suggesting `channels=...`,
+    an option the CLI lacked: the error is one line naming --channels, and --channels converts every image."""
+    from PIL import Image
+
+    from ganfast.cli import main
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(folder / f"rgb{i}.png")
+    Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(folder / "gray.png")
+    rgba = rng.integers(0, 256, (8, 8, 4), dtype=np.uint8)
+    Image.fromarray(rgba).save(folder / "rgba.png")
+    common = ["train", "--data", str(folder), "--steps", "1", "--batch-size", "4", "--no-progress", "-o", "width=4"]
+    assert main(common + ["--out", str(tmp_path / "r0")]) == 2
+    err = capsys.readouterr().err
+    assert "different channel counts" in err and "--channels 1, 3 or 4" in err and "Traceback" not in err
+    for channels in (3, 1):
+        out = tmp_path / f"r{channels}"
+        assert main(common + ["--channels", str(channels), "--out", str(out)]) == 0
+        state = load_checkpoint(str(out / "checkpoints" / "ckpt-00000001.pt"))
+        assert state["config"]["train"]["channels"] == channels
+        assert state["config"]["model"]["sample_shape"] == [channels, 8, 8]
+    t = Trainer(TrainConfig(data=str(folder), channels=3, steps=1, batch_size=4, out=str(tmp_path / "api"),
+                            progress=False, model_options={"width": 4}))
+    x = t.dataset.tensors[0][sorted(os.listdir(folder)).index("rgba.png")]  # files are read in name order
+    rgb = Image.fromarray(rgba).convert("RGB")  # Pillow's conversion, as `ganfast fid` reads such files
+    np.testing.assert_allclose(((x.numpy() + 1) * 127.5).transpose(1, 2, 0), np.asarray(rgb), atol=1e-3)
+    with pytest.raises(ValueError, match="channels must be 1"):
+        TrainConfig(channels=2).validate()
+    with pytest.raises(SystemExit):
+        main(common + ["--channels", "2", "--out", str(tmp_path / "r2")])
+    assert "invalid choice: 2" in capsys.readouterr().err
+
+
+def test_frames_per_sample_reaches_the_loader(tmp_path):
+    t = Trainer(TrainConfig(model="recyclegan", data="fashion-shoes-clips", image_size=16, num_samples=16,
+                            frames_per_sample=4, steps=1, batch_size=2, out=str(tmp_path), progress=False,
+                            model_options={"ngf": 4, "ndf": 4, "n_layers_d": 1, "n_blocks": 0}))
+    assert t.dataset[0]["frames"].shape == (4, 1, 16, 16)
+    with pytest.raises(ValueError, match="frames_per_sample must be a positive int"):
+        TrainConfig(frames_per_sample=0).validate()

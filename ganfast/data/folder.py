@@ -189,7 +189,8 @@ def uniform_channels(root: str, files: Sequence[str], probes: Sequence[tuple], c
     if channels is not None:
         return channels
     return common_value(root, files, [p[0] for p in probes], [f"{p[0]} channel(s) (mode {p[2]})" for p in probes],
-                        "channel counts", "pass channels=1, 3 or 4 to convert every image")
+                        "channel counts", "convert every image with --channels 1, 3 or 4 (gray, RGB, RGBA) on "
+                        "the command line, or channels=1, 3 or 4 in ganfast.data.load")
 
 
 def uniform_hw(root: str, files: Sequence[str], probes: Sequence[tuple], size: Optional[int]) -> Tuple[int, int]:

@@ -50,6 +50,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     a("--seed", type=int, default=None)
     a("--image-size", type=int, default=None, help="resize images to this side (digits: 8, 16, 32 or 64; default 16)")
     a("--num-samples", type=int, default=None, help="points drawn for ring8/grid25 (default 100000)")
+    a("--channels", type=int, choices=[1, 3, 4], default=None,
+      help="convert every image to gray (1), RGB (3) or RGBA (4), e.g. for a folder mixing them (default: as stored)")
+    a("--frames-per-sample", type=int, default=None, metavar="T",
+      help="frames per sample of clip data (--data-layout frames, fashion-shoes-clips; default 3)")
     a("--ema-decay", type=float, default=None,
       help="EMA of the generator used for samples (0 disables; default: the model's recommendation, 0.999)")
     a("--lr-schedule", choices=["constant", "linear"], default=None,
@@ -94,7 +98,8 @@ _SHORTHANDS = {"loss": "loss", "n_critic": "n_critic", "lr_g": "lr_g", "lr_d": "
 _TRAIN_FIELDS = ("model", "data", "steps", "batch_size", "out", "amp", "backend", "device", "seed", "image_size",
                  "num_samples", "ema_decay", "sample_every", "checkpoint_every", "log_every", "keep", "grid_size",
                  "metrics_format", "tensorboard", "num_workers", "progress", "threads", "lr_schedule", "split",
-                 "data_layout", "eval_every", "eval_metrics", "eval_samples", "eval_features", "best_metric",
+                 "data_layout", "channels", "frames_per_sample", "eval_every", "eval_metrics", "eval_samples",
+                 "eval_features", "best_metric",
                  "compile")
 
 

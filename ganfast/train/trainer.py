@@ -81,6 +81,8 @@ class TrainConfig:
     model_options: Dict[str, Any] = field(default_factory=dict)
     split: Optional[str] = None            # dataset split (fashion-mnist: train | test; folders with train/ val/ test/)
     data_layout: Optional[str] = None      # None: the method's, else the dataset's (see ganfast.data.LAYOUTS)
+    channels: Optional[int] = None         # convert every image to 1 (gray), 3 (RGB) or 4 (RGBA); None: as stored
+    frames_per_sample: Optional[int] = None  # frames per sample of frames data (None: the loader's default, 3)
     eval_every: Optional[int] = None       # steps between evaluations (None: no evaluation)
     eval_metrics: Optional[List[str]] = None  # None: coverage on 2-D mixtures, fid + kid on images
     eval_samples: Optional[int] = None     # real and generated samples per evaluation (None: 2500 points, 5000 images)
@@ -106,11 +108,13 @@ class TrainConfig:
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive int; got {v!r}")
         for name in ("steps", "batch_size", "image_size", "num_samples", "sample_every", "checkpoint_every",
-                     "grid_size", "threads", "eval_every", "eval_samples"):
+                     "grid_size", "threads", "eval_every", "eval_samples", "frames_per_sample"):
             pos_int(name, getattr(self, name))
         pos_int("log_every", self.log_every, allow_none=False)
         if isinstance(self.keep, bool) or not isinstance(self.keep, int) or self.keep < 0:
             raise ValueError(f"keep must be an int >= 0 (0 keeps every checkpoint); got {self.keep!r}")
+        if self.channels is not None and (isinstance(self.channels, bool) or self.channels not in (1, 3, 4)):
+            raise ValueError(f"channels must be 1 (gray), 3 (RGB) or 4 (RGBA); got {self.channels!r}")
         if self.amp not in (None, "bf16", "fp16"):
             raise ValueError(f"amp must be None, 'bf16' or 'fp16'; got {self.amp!r}")
         if self.ema_decay is not None and not (isinstance(self.ema_decay, (int, float)) and 0 <= self.ema_decay < 1):
@@ -254,7 +258,7 @@ class Trainer:
         if dataset is None:
             from .. import data as gd
             kw: Dict[str, Any] = {"seed": cfg.seed}
-            for key in ("image_size", "num_samples", "split"):
+            for key in ("image_size", "num_samples", "split", "channels", "frames_per_sample"):
                 if getattr(cfg, key) is not None:
                     kw[key] = getattr(cfg, key)
             layout = cfg.data_layout or method_cls.layout
