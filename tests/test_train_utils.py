@@ -17,6 +17,7 @@ from ganfast.train import log as log_module
 from ganfast.train.checkpoint import (
     CheckpointManager,
     load_checkpoint,
+    remove_stale_temporaries,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -166,8 +167,60 @@ def test_load_refuses_pickles_and_damaged_files(tmp_path):
     save_checkpoint(str(good), {"w": torch.randn(64, 64)})
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(good.read_bytes()[:3000])
-    with pytest.raises(ValueError, match="truncated.pt is not a readable ganfast checkpoint"):
+    with pytest.raises(ValueError, match="truncated.pt is truncated"):
         load_checkpoint(str(truncated))
+
+
+class _CreatesAFile:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):  # unpickling would call open(path, "w"): the file would appear
+        return (open, (self.path, "w"))
+
+
+def test_loading_never_runs_pickle_code(tmp_path):
+    """A checkpoint whose pickle would create a file when executed: refused, and the file never appears."""
+    target = tmp_path / "created-by-unpickling.txt"
+    for name, write in (("zip.pt", lambda f: torch.save({"x": _CreatesAFile(str(target))}, f)),
+                        ("legacy.pt", lambda f: torch.save({"x": _CreatesAFile(str(target))}, f,
+                                                           _use_new_zipfile_serialization=False)),
+                        ("plain.pkl", lambda f: open(f, "wb").write(pickle.dumps({"x": _CreatesAFile(str(target))})))):
+        write(str(tmp_path / name))
+        with pytest.raises(ValueError, match=name.replace(".", r"\.")):
+            load_checkpoint(str(tmp_path / name))
+        assert not target.exists(), name
+
+
+def _record_span(path, suffix):
+    """(offset, length) of the data of the zip record whose name ends in ``suffix``."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        info = next(i for i in z.infolist() if i.filename.endswith(suffix))
+    with open(path, "rb") as f:
+        f.seek(info.header_offset + 26)
+        name_len, extra_len = np.frombuffer(f.read(4), dtype="<u2")
+    return info.header_offset + 30 + int(name_len) + int(extra_len), info.file_size
+
+
+@pytest.mark.parametrize("where", ["tensor", "pickle"])
+def test_flipped_bytes_are_caught_by_the_checksum(tmp_path, where):
+    """16 flipped bytes inside a tensor loaded silently (weights off by up to 2.0): every record's CRC-32 is
+    checked, and the error names the file and the record."""
+    good = tmp_path / "good.pt"
+    w = torch.randn(64, 64, generator=torch.Generator().manual_seed(0))
+    save_checkpoint(str(good), {"w": w, "step": 7, "note": "x" * 64})
+    assert torch.equal(load_checkpoint(str(good))["w"], w)
+    start, length = _record_span(str(good), "data.pkl" if where == "pickle" else "/data/0")
+    data = bytearray(good.read_bytes())
+    at = start + length // 2 - 8
+    for k in range(16):
+        data[at + k] ^= 0x5A
+    bad = tmp_path / "flipped.pt"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"flipped.pt is corrupt: its record .* CRC-32"):
+        load_checkpoint(str(bad))
 
 
 class _Payload:
@@ -585,3 +638,21 @@ def test_save_points_png(tmp_path):
     assert _rgb(path).shape == (512, 512, 3)
     with pytest.raises(ValueError, match=r"\(N, 2\)"):
         save_points_png(torch.zeros(4, 3), path)
+
+
+def test_stale_temporaries_of_dead_processes_are_removed(tmp_path):
+    """A kill during a checkpoint or grid write leaves `.name.PID.HEX.tmp` behind: the next run removes those of
+    processes that no longer run, and leaves a live writer's, ordinary files and look-alikes alone."""
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    stale = tmp_path / f".ckpt-00000010.pt.{dead_pid}.0123456789ab.tmp"
+    live = tmp_path / f".step-00000010.png.{os.getpid()}.ba9876543210.tmp"
+    keep = [tmp_path / "ckpt-00000010.pt", tmp_path / f".notes.{dead_pid}.tmp", tmp_path / "x.tmp"]
+    for p in [stale, live] + keep:
+        p.write_bytes(b"partial")
+    assert remove_stale_temporaries(str(tmp_path)) == [str(stale)]
+    assert not stale.exists() and live.exists() and all(p.exists() for p in keep)
+    assert remove_stale_temporaries(str(tmp_path / "missing")) == []

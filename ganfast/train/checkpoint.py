@@ -36,6 +36,9 @@ import torch
 __all__ = [
     "CheckpointManager",
     "load_checkpoint",
+    "load_newest_intact",
+    "remove_stale_temporaries",
+    "verify_checkpoint",
     "rng_state",
     "save_checkpoint",
     "set_rng_state",
@@ -101,6 +104,42 @@ def write_atomically(path: str, write: Callable[[str], None]) -> None:
             pass
         raise
     _fsync_path(directory, directory=True)
+
+
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{12}\.tmp")
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # someone else's live process
+    return True
+
+
+def remove_stale_temporaries(directory: str) -> List[str]:
+    """Remove the temporary files :func:`write_atomically` left in ``directory`` when its process was killed
+    (``.{name}.{pid}.{hex}.tmp`` of a process that no longer runs); returns their paths.  Files of live
+    processes (another run writing there) are left alone."""
+    removed = []
+    try:
+        names = os.listdir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return removed
+    for name in names:
+        m = _TEMPORARY.fullmatch(name)
+        if m and not _alive(int(m.group("pid"))):
+            path = os.path.join(directory, name)
+            try:
+                os.remove(path)
+                removed.append(path)
+            except OSError:
+                pass
+    return removed
 
 
 # -- what weights_only loading accepts ---------------------------------------------------------
@@ -214,17 +253,52 @@ def resolve_checkpoint(path: str) -> str:
     return path
 
 
+def verify_checkpoint(path: str) -> None:
+    """Check every record of a checkpoint against the CRC-32 its zip container carries.
+
+    ``torch.save`` writes a zip archive whose entries each store the CRC-32
+    of their bytes (the pickle and every tensor's storage), but
+    ``torch.load`` does not check them: a file with flipped bytes loads and
+    gives wrong weights.  This reads the whole file once (about as fast as
+    the disk) and compares.  Files in torch's legacy non-zip format carry no
+    checksum and pass unchecked.
+
+    Raises:
+        ValueError: naming the file: a truncated or damaged archive, or the
+            first record whose bytes no longer match their CRC-32.
+    """
+    path = os.fspath(path)
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if head[:2] == b"PK":  # a zip whose directory is gone: cut short
+            raise ValueError(f"{path} is truncated: its zip directory is missing (a copy or a write cut short)")
+        return
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError) as e:
+        if isinstance(e, (FileNotFoundError, PermissionError)):
+            raise
+        raise ValueError(f"{path} is damaged: {type(e).__name__}: {e}") from e
+    if bad is not None:
+        raise ValueError(f"{path} is corrupt: its record {bad!r} no longer matches its CRC-32 checksum (bit rot, a "
+                         f"bad copy or a damaged disk); use another checkpoint")
+
+
 def load_checkpoint(path: str, map_location: Any = "cpu") -> Dict[str, Any]:
     """Read a checkpoint written by ``save_checkpoint``.
 
+    Every record is first checked against its CRC-32 (:func:`verify_checkpoint`).
     Only ``torch.load(weights_only=True)`` is used: a file that needs
     arbitrary unpickling is refused with ValueError rather than run.  A
-    missing file raises FileNotFoundError; a truncated or corrupt one
+    missing file raises FileNotFoundError; a truncated, corrupt or damaged one
     ValueError naming the file.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no checkpoint at {path}")
+    verify_checkpoint(path)
     try:
         with warnings.catch_warnings():
             # Raised for any non-torch pickle before it is refused below; the
@@ -254,6 +328,26 @@ def load_checkpoint(path: str, map_location: Any = "cpu") -> Dict[str, Any]:
     if not isinstance(state, dict):
         raise ValueError(f"{path} is not a readable ganfast checkpoint: it holds a {type(state).__name__}, not a dict")
     return state
+
+
+def load_newest_intact(directory: str, map_location: Any = "cpu") -> Optional[tuple]:
+    """``(path, state, refused)``: the newest checkpoint of ``directory`` that loads and passes its checksums
+    (:meth:`CheckpointManager.candidates` order), with ``refused`` the ``(path, reason)`` of every newer one
+    that did not; None when the directory holds no checkpoint file at all.
+
+    Raises:
+        ValueError: checkpoint files are there but none loads; the message names each and why.
+    """
+    candidates = CheckpointManager(directory).candidates()
+    if not candidates:
+        return None
+    refused = []
+    for path in candidates:
+        try:
+            return path, load_checkpoint(path, map_location=map_location), refused
+        except ValueError as e:
+            refused.append((path, str(e)))
+    raise ValueError(f"no intact checkpoint in {directory}: " + "; ".join(reason for _, reason in refused))
 
 
 # -- a directory of checkpoints ----------------------------------------------------------------
@@ -329,6 +423,18 @@ class CheckpointManager:
                 except FileNotFoundError:
                     pass  # another process pruned it first
         return path
+
+    def candidates(self) -> List[str]:
+        """Every checkpoint file, the one ``latest`` names first, then by step, newest first (unchecked)."""
+        out = []
+        try:
+            with open(os.path.join(self.directory, self.POINTER), encoding="utf-8") as f:
+                name = f.read().strip()
+            if name and os.path.basename(name) == name and os.path.isfile(os.path.join(self.directory, name)):
+                out.append(os.path.join(self.directory, name))
+        except (OSError, UnicodeDecodeError):
+            pass
+        return out + [p for _, p in reversed(self._steps()) if p not in out and os.path.isfile(p)]
 
     def latest(self) -> Optional[str]:
         """The checkpoint to resume from, or None.

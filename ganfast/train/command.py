@@ -122,7 +122,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def _run_train(args: argparse.Namespace) -> int:
     from ..models import names
-    from .checkpoint import CheckpointManager, load_checkpoint, resolve_checkpoint
+    from .checkpoint import CheckpointManager, load_checkpoint, load_newest_intact
     from .trainer import TrainConfig, Trainer
 
     given = _explicit(args)
@@ -134,12 +134,30 @@ def _run_train(args: argparse.Namespace) -> int:
     out = fresh.out or os.path.join("runs", f"{fresh.model}-{_slug(fresh.data)}")
     ckpt_path: Optional[str] = None
     if args.resume is not None:
-        ckpt_path = resolve_checkpoint(args.resume) if isinstance(args.resume, str) else \
-            CheckpointManager(os.path.join(out, "checkpoints")).latest()
-        if ckpt_path is None:
-            print(f"ganfast train: no checkpoint in {out}/checkpoints: starting from step 0", file=sys.stderr)
+        where = args.resume if isinstance(args.resume, str) else out
+        try:
+            if os.path.isfile(where) and os.path.basename(where) != CheckpointManager.POINTER:
+                ckpt_path, state = where, load_checkpoint(where)  # the file asked for, or an error
+            else:  # a run directory: the newest checkpoint that passes its checksums
+                directory = os.path.dirname(where) if os.path.isfile(where) else where
+                if os.path.isdir(os.path.join(directory, "checkpoints")):
+                    directory = os.path.join(directory, "checkpoints")
+                if isinstance(args.resume, str) and not os.path.isdir(directory):
+                    raise FileNotFoundError(f"no checkpoint at {args.resume}")
+                found = load_newest_intact(directory)
+                if found is None and isinstance(args.resume, str):
+                    raise FileNotFoundError(f"no checkpoint in {directory} (expected ckpt-*.pt files written by "
+                                            f"ganfast train)")
+                if found is None:
+                    print(f"ganfast train: no checkpoint in {directory}: starting from step 0", file=sys.stderr)
+                else:
+                    ckpt_path, state, refused = found
+                    for path, why in refused:
+                        print(f"ganfast train: warning: passing over {path}: {why}", file=sys.stderr)
+        except (FileNotFoundError, ValueError) as err:
+            print(f"ganfast train: error: --resume: {err}", file=sys.stderr)
+            return 2
     if ckpt_path is not None:
-        state = load_checkpoint(ckpt_path)
         saved = dict(state["config"]["train"])
         for key, value in given.items():
             if key in _RESUMABLE or saved.get(key) == value:
@@ -172,7 +190,11 @@ def _run_train(args: argparse.Namespace) -> int:
               file=sys.stderr)
         if trainer.compile_plan is not None:
             print(f"ganfast train: --compile: {trainer.compile_plan.describe()}", file=sys.stderr)
-    summary = trainer.fit()
+    try:
+        summary = trainer.fit()
+    except FileExistsError as err:  # a fresh run into a run directory: refused before anything is written
+        print(f"ganfast train: error: {err}", file=sys.stderr)
+        return 2
     if trainer.dist.is_main and trainer.first_step_seconds is not None:
         print(f"ganfast train: --compile: the first iteration (tracing and compiling) took "
               f"{trainer.first_step_seconds:.1f} s", file=sys.stderr)
@@ -191,8 +213,20 @@ def _configured(trainer_cls, cfg):
     try:
         return trainer_cls(cfg)
     except (ValueError, TypeError, FileNotFoundError) as e:
-        print(f"ganfast train: error: {e}", file=sys.stderr)
+        print(f"ganfast train: error: {_as_flags(str(e))}", file=sys.stderr)
         return None
+
+
+def _as_flags(message: str) -> str:
+    """A configuration error as the command line says it: ``batch_size must be ...`` -> ``--batch-size must be ...``
+    (``num_samples=2000 asks ...`` -> ``--num-samples 2000 asks ...``); other messages unchanged."""
+    for field in _TRAIN_FIELDS:
+        flag = "--" + field.replace("_", "-")
+        if message.startswith(field + " "):
+            return flag + message[len(field):]
+        if message.startswith(field + "="):
+            return flag + " " + message[len(field) + 1:]
+    return message
 
 
 def _slug(s: str) -> str:

@@ -40,7 +40,8 @@ from .. import _backend
 from ..models import Method, StepContext, build
 from ..models.schedules import Linear, evaluate
 from . import distributed as D
-from .checkpoint import CheckpointManager, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import (CheckpointManager, load_checkpoint, load_newest_intact, remove_stale_temporaries, rng_state,
+                         save_checkpoint, set_rng_state)
 from .compile import CompilePlan, compile_networks, eager, explained, normalize_mode, plan, step_begin
 from .ema import EMA
 from .loader import ShardedBatches
@@ -481,11 +482,15 @@ class Trainer:
         """Load ``path`` (default: the newest checkpoint in ``out``); False when there is none."""
         if not self._setup_done:
             self._setup()
-        if path is None:
-            path = self.checkpoints.latest()
-            if path is None:
+        if path is None:  # the newest that passes its checksums; newer damaged ones are named and passed over
+            found = load_newest_intact(self.checkpoints.directory, map_location=self.device)
+            if found is None:
                 return False
-        state = load_checkpoint(path, map_location=self.device)
+            path, state, refused = found
+            for bad, why in refused:
+                warnings.warn(f"passing over {bad}: {why}")
+        else:
+            state = load_checkpoint(path, map_location=self.device)
         self.load_state_dict(state)
         return True
 
@@ -569,6 +574,11 @@ class Trainer:
                 self._compiled = True
             resumed = self._resumed
             main = self.dist.is_main
+            if main and not resumed:
+                _refuse_existing_run(self.out)
+            if main:  # what a killed run of this folder left half-written
+                for sub in ("", "checkpoints", "samples"):
+                    remove_stale_temporaries(os.path.join(self.out, sub))
             if main:
                 os.makedirs(self.out, exist_ok=True)
                 _write_json(os.path.join(self.out, "config.json"), {
@@ -764,6 +774,20 @@ def model_from_checkpoint(state: Dict[str, Any], *, ema: bool = True) -> Method:
         for k, e in (state.get("ema") or {}).items():
             model.net(k).load_state_dict(e["module"])
     return model
+
+
+def _refuse_existing_run(out: str) -> None:
+    """Raise FileExistsError when ``out`` already holds a run (a fresh run would overwrite its metrics and
+    config and mix its checkpoints and grids with the new ones)."""
+    found = [name for name in ("config.json", "metrics.csv", "metrics.jsonl")
+             if os.path.isfile(os.path.join(out, name))]
+    ckpts = CheckpointManager(os.path.join(out, "checkpoints")).list()
+    if ckpts:
+        found.append(f"{len(ckpts)} checkpoint(s) up to {os.path.basename(ckpts[-1])}")
+    if found:
+        raise FileExistsError(f"{out} already holds a run ({', '.join(found)}): continue it with --resume "
+                              f"(Trainer.fit(resume=True)), or write the new run elsewhere with --out; nothing "
+                              f"was overwritten")
 
 
 # Consecutive float16 steps a gradient scaler may skip before the trainer warns: a
