@@ -237,7 +237,7 @@ def test_fid_command_errors(setup, capsys, monkeypatch, tmp_path):
     monkeypatch.delenv("GANFAST_INCEPTION_WEIGHTS", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    assert cli.main(["fid", str(base / "A"), str(base / "B")]) == 1
+    assert cli.main(["fid", str(base / "A"), str(base / "B")]) == 2  # a missing weights file is a user mistake
     err = capsys.readouterr().err
     assert "pt_inception-2015-12-05-6726825d.pth" in err and "GANFAST_INCEPTION_WEIGHTS" in err
     assert cli.main(["fid", str(base / "A")]) == 2
@@ -253,7 +253,7 @@ def test_fid_command_errors(setup, capsys, monkeypatch, tmp_path):
     (tmp_path / "two").mkdir()
     write_rgb_png(tmp_path / "two" / "a.png", np.full((4, 4, 3), 7, np.uint8))
     (tmp_path / "two" / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
-    assert cli.main(["fid", str(tmp_path / "two"), str(base / "B"), "--weights", str(weights), "--no-progress"]) == 1
+    assert cli.main(["fid", str(tmp_path / "two"), str(base / "B"), "--weights", str(weights), "--no-progress"]) == 2
     assert "cannot read the image" in (err := capsys.readouterr().err) and "b.png" in err, err
     with pytest.raises(SystemExit):
         cli.main(["fid"])

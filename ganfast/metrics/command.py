@@ -136,7 +136,10 @@ def run(args: argparse.Namespace) -> int:
     except UsageError as err:
         _err(str(err))
         return 2
-    except (FileNotFoundError, ValueError, RuntimeError, NotADirectoryError) as err:
+    except (FileNotFoundError, ValueError, NotADirectoryError) as err:  # a missing or unreadable input: the user's
+        _err(str(err))
+        return 2
+    except RuntimeError as err:  # the computation failed
         _err(str(err))
         return 1
     return 0

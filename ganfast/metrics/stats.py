@@ -16,6 +16,7 @@ which pytorch-fid ignores and which makes a loaded file mergeable again.
 from __future__ import annotations
 
 import os
+import zipfile
 from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
@@ -286,10 +287,10 @@ class FeatureStats:
                     )
                 mu, sigma = np.asarray(f["mu"]), np.asarray(f["sigma"])
                 n = int(f["num_samples"]) if "num_samples" in keys else None
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
             if isinstance(err, ValueError) and "statistics file" in str(err):
                 raise
-            raise ValueError(f"cannot read {path} as an .npz statistics file: {err}") from err
+            raise ValueError(f"cannot read {path} as an .npz statistics file: {type(err).__name__}: {err}") from err
         if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
             raise ValueError(f"{path}: mu must have shape (d,) and sigma (d, d); got {mu.shape} and {sigma.shape}")
         mu_t = torch.from_numpy(mu.astype(np.float64))
