@@ -1,6 +1,7 @@
 """ganfast.data: built-in datasets, image folders and NumPy files, against hand-computed truths."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -396,7 +397,7 @@ def test_npy_image_layouts(tmp_path, shape, to_nchw):
 
 
 def test_npy_float_images_taken_as_given_and_resized(tmp_path):
-    a = np.random.default_rng(2).uniform(-3, 3, size=(4, 1, 8, 8)).astype(np.float64)
+    a = np.random.default_rng(2).uniform(-1, 1, size=(4, 1, 8, 8)).astype(np.float64)
     np.save(tmp_path / "f.npy", a)
     assert torch.equal(gd.load(tmp_path / "f.npy").tensors[0], torch.from_numpy(a.astype(np.float32)))
     # Antialiased bilinear at scale 1/2 is a triangle filter two source pixels
@@ -410,6 +411,32 @@ def test_npy_float_images_taken_as_given_and_resized(tmp_path):
     small = gd.load(tmp_path / "f.npy", image_size=4).tensors[0].double()
     torch.testing.assert_close(small, w @ torch.from_numpy(a) @ w.T, atol=1e-5, rtol=0)
     assert gd.load(tmp_path / "f.npy", channels=3).sample_shape == (3, 8, 8)
+
+
+def test_npy_float_images_outside_training_range_are_refused(tmp_path):
+    """A float .npy of 0..255 images trained silently as if in [-1, 1]: refused with the conversion to make;
+    [0, 1] images (in range, but surely not meant as [-1, 1]) load with a warning; [-1, 1] ones load quietly."""
+    rng = np.random.default_rng(4)
+    pixels = rng.integers(0, 256, size=(3, 1, 8, 8)).astype(np.float32)
+    np.save(tmp_path / "px.npy", pixels)
+    with pytest.raises(ValueError, match=r"px.npy: float images must be in \[-1, 1\].*from \d+ to 255.*uint8"):
+        gd.load(tmp_path / "px.npy")
+    np.save(tmp_path / "wide.npy", rng.uniform(-3, 3, size=(3, 8, 8)).astype(np.float32))
+    with pytest.raises(ValueError, match="wide.npy: float images must be in .*rescale them to"):
+        gd.load(tmp_path / "wide.npy")
+    unit = rng.uniform(0, 1, size=(3, 8, 8)).astype(np.float32)
+    np.save(tmp_path / "unit.npy", unit)
+    with pytest.warns(UserWarning, match=r"unit.npy: every value of these float images lies in \[0, "):
+        ds = gd.load(tmp_path / "unit.npy")
+    assert torch.equal(ds.tensors[0][:, 0], torch.from_numpy(unit))
+    signed = (unit * 2 - 1).astype(np.float32)
+    np.save(tmp_path / "signed.npy", signed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert torch.equal(gd.load(tmp_path / "signed.npy").tensors[0][:, 0], torch.from_numpy(signed))
+    pts = rng.uniform(0, 300, size=(20, 2)).astype(np.float32)  # points have no range convention
+    np.save(tmp_path / "pts.npy", pts)
+    assert torch.equal(gd.load(tmp_path / "pts.npy").tensors[0], torch.from_numpy(pts))
 
 
 def test_npz_with_labels(tmp_path):

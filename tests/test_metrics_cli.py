@@ -1,5 +1,6 @@
 """``ganfast fid`` on folders of images the tests write, .npz statistics, and the image reading behind it."""
 
+import math
 import os
 import struct
 import subprocess
@@ -204,6 +205,9 @@ def test_fid_two_folders_and_stats_files(setup, capsys):
     assert rc == 0, out.err
     assert _fid_line(out.out) == pytest.approx(want, abs=1e-6)
     assert "A" in out.err and "4/4 images" in out.err  # the progress bar ends at the total
+    # a handful of samples: the number comes with a warning naming the count and the minimum
+    assert "ganfast fid: warning: FID from 3 A samples is unreliable: below 2,048" in out.err, out.err
+    assert "pixel(s) on a side" not in out.err  # 24x20 images are large enough
     np.testing.assert_allclose(FeatureStats.load(base / "A.npz").covariance().numpy(), stats[0].covariance().numpy(),
                                rtol=1e-6, atol=1e-9)
     # statistics files instead of folders (and mixed), no weights needed for .npz
@@ -216,6 +220,30 @@ def test_fid_two_folders_and_stats_files(setup, capsys):
     out = capsys.readouterr()
     assert rc == 0 and "FID" not in out.out and out.err.startswith("wrote the statistics")
     assert FeatureStats.load(base / "B2.npz").count == 4
+
+
+def test_fid_warns_about_tiny_images_and_few_samples(setup, capsys):
+    """FID from 1x1-pixel images printed a number without a word: it still does, with the reason it means little;
+    the API warns about the sample counts too."""
+    from ganfast.metrics import FID
+
+    base, weights = setup
+    for name in ("tiny_a", "tiny_b"):
+        (base / name).mkdir(exist_ok=True)
+        for i in range(3):
+            write_rgb_png(base / name / f"{i}.png", np.full((1, 1, 3), 40 * i + (name == "tiny_b") * 9, np.uint8))
+    rc = cli.main(["fid", str(base / "tiny_a"), str(base / "tiny_b"), "--weights", str(weights), "--no-progress"])
+    out = capsys.readouterr()
+    assert rc == 0 and math.isfinite(_fid_line(out.out))
+    warnings_ = [ln for ln in out.err.splitlines() if ln.startswith("ganfast fid: warning: ")]
+    assert len(warnings_) == 3, out.err  # A's count, B's count, the size
+    assert "images of 1 pixel(s) on a side are below the 16-pixel minimum" in warnings_[-1]
+    g = torch.Generator().manual_seed(0)
+    fid = FID(feature_extractor=lambda x: x.flatten(1)[:, :4].double())
+    fid.update_features(torch.randn(10, 4, generator=g, dtype=torch.float64), real=True)
+    fid.update_features(torch.randn(3, 4, generator=g, dtype=torch.float64), real=False)
+    with pytest.warns(UserWarning, match="FID from 3 generated samples is unreliable: below 4"):
+        fid.compute()
 
 
 def test_fid_command_line_entry_point(setup):

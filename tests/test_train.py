@@ -565,3 +565,15 @@ def test_kill_drill_sigkill_at_random_moments_loses_nothing_but_the_last_steps(t
             {k: v for k, v in b.items() if k != "images_per_s"}, a["step"]
     print(f"kill drill: {kills} kills, {kills} resumes, {checked} checkpoint files checked, 0 corrupt, "
           f"steps lost per kill {lost} (at most {every}), {temporaries} temporary files left by kills (removed)")
+
+
+def test_the_closing_line_labels_values_with_the_step_they_were_logged_at():
+    """After Ctrl-C at step 14 with --log-every 10 the summary said "step 14" for step 10's values."""
+    from ganfast.train.command import _summary_line
+
+    row = {"step": 10, "d_loss": 0.5, "g_loss": 1.25}
+    assert _summary_line({"step": 14, "last": row}, 100) == \
+        "ganfast train: stopped at step 14; last logged, step 10: d_loss 0.5, g_loss 1.25"
+    assert _summary_line({"step": 10, "last": row}, 100) == "ganfast train: step 10: d_loss 0.5, g_loss 1.25"
+    assert "already at its last step (100)" in _summary_line({"step": 100, "last": {}}, 100)
+    assert "stopped at step 3 before its first logged step" in _summary_line({"step": 3, "last": {}}, 100)

@@ -8,8 +8,11 @@ Layouts, decided from the array's shape:
   small axis is the channel axis, and channels-first wins when both could be.
 
 uint8 images are scaled to [-1, 1] (``x / 127.5 - 1``); float images are
-taken as given (they must be finite).  Other integer images are refused
-rather than guessed at (is 255 white, or 65535?).
+taken as given and must be finite and in [-1, 1] (training's convention):
+a float array of 0..255 values is refused with the conversion to make, and
+one whose values all lie in [0, 1] gets a warning (it is probably [0, 1]
+images, which training would read as mid-gray to white).  Other integer
+images are refused rather than guessed at (is 255 white, or 65535?).
 """
 
 from __future__ import annotations
@@ -88,11 +91,31 @@ def _image_layout(path: str, x: np.ndarray) -> np.ndarray:
     )
 
 
+#: Float images may stray this far outside [-1, 1] (resampling overshoot) and still be taken.
+RANGE_SLACK = 1e-3
+
+
+def _check_float_range(path: str, lo: float, hi: float) -> None:
+    """Float images are in [-1, 1]: refuse other ranges with the fix, warn when they look like [0, 1]."""
+    if lo < -1 - RANGE_SLACK or hi > 1 + RANGE_SLACK:
+        hint = ("they look like 0..255 pixels: save them as uint8, or as x / 127.5 - 1" if lo >= 0 and hi <= 255
+                else "rescale them to [-1, 1]")
+        raise ValueError(f"{path}: float images must be in [-1, 1] (training's range); its values run from "
+                         f"{lo:.6g} to {hi:.6g}: {hint}")
+    if lo >= 0 and hi <= 1 and hi - lo > 0:
+        import warnings
+        warnings.warn(f"{path}: every value of these float images lies in [0, {hi:.3g}]; training takes float "
+                      f"images as [-1, 1], so [0, 1] images would train as mid-gray to white: save them as "
+                      f"2 x - 1 (or as uint8 0..255) if that is what they are", stacklevel=3)
+
+
 def _to_float(path: str, x: np.ndarray, kind: str) -> torch.Tensor:
     if np.issubdtype(x.dtype, np.floating):
         t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         if not torch.isfinite(t).all():
             raise ValueError(f"{path}: samples must be finite, found NaN or inf")
+        if kind == "image":
+            _check_float_range(path, float(t.min()), float(t.max()))
         return t
     if kind == "image" and x.dtype == np.uint8:
         return uint8_to_float(torch.from_numpy(np.ascontiguousarray(x)))

@@ -10,7 +10,7 @@ from typing import Callable, Optional
 import torch
 from tqdm import tqdm
 
-from .fid import feature_extractor
+from .fid import feature_extractor, reliability_warnings
 from .frechet import frechet_distance
 from .images import IMAGE_EXTENSIONS, batches, list_images
 from .inception import INCEPTION_WEIGHTS_ENV
@@ -86,9 +86,12 @@ def statistics_of(path: str, extract: Callable[[], Callable], args: argparse.Nam
         )
     fn = extract()
     stats = FeatureStats(device=device)
+    stats.min_side = None
     with progress_bar(f"{label} {path}", len(files), enabled=not args.no_progress) as bar:
         for images in batches(files, args.batch_size, args.num_workers):
             stats.update(fn(images))
+            side = min(images.shape[-2:])
+            stats.min_side = side if stats.min_side is None else min(stats.min_side, side)
             bar.update(images.shape[0])
     return stats
 
@@ -132,6 +135,11 @@ def run(args: argparse.Namespace) -> int:
             if a.num_features != b.num_features:
                 raise UsageError(f"A has {a.num_features}-d statistics and B {b.num_features}-d; they must match")
             value = frechet_distance(a.mean(), a.covariance(), b.mean(), b.covariance())
+            sides = [s for s in (getattr(a, "min_side", None), getattr(b, "min_side", None)) if s is not None]
+            for message in reliability_warnings({"A": a.count if a.mergeable else None,
+                                                 "B": b.count if b.mergeable else None},
+                                                a.num_features, min(sides) if sides else None):
+                print(f"ganfast fid: warning: {message}", file=sys.stderr)
             print(f"FID: {value:.6f}")
     except UsageError as err:
         _err(str(err))

@@ -33,6 +33,31 @@ Extractor = Union[nn.Module, Callable[[Tensor], Tensor]]
 #: Float images may stray this far outside [0, 1] (resampling overshoot) before they are rejected.
 RANGE_SLACK = 1e-3
 
+#: Images with a side below this many pixels carry too little for Inception (resized to 299): FID warns.
+MIN_IMAGE_SIDE = 16
+
+
+def reliability_warnings(counts: dict, num_features: int, min_side: Optional[int] = None) -> list:
+    """Why an FID may not mean much: the messages (empty when none applies).
+
+    ``counts`` maps a name ("real", "A") to its number of samples.  Below
+    ``num_features`` samples (2048 for Inception) a covariance is singular
+    and FID is biased upward by far more than its differences between
+    models (Chong and Forsyth 2020, fig. 1); papers use 50,000 (at least
+    10,000).  Images smaller than :data:`MIN_IMAGE_SIDE` pixels are
+    upsampled ~20x to 299 and give features of blur.
+    """
+    out = []
+    for name, n in counts.items():
+        if n is not None and n < num_features:
+            out.append(f"FID from {n:,} {name} samples is unreliable: below {num_features:,} (the feature "
+                       f"dimension) the covariance is singular and FID is biased upward; use 10,000 or more "
+                       f"(50,000 in most papers)")
+    if min_side is not None and min_side < MIN_IMAGE_SIDE:
+        out.append(f"images of {min_side} pixel(s) on a side are below the {MIN_IMAGE_SIDE}-pixel minimum: "
+                   f"resized to 299 for Inception they give features of blur, and the FID means little")
+    return out
+
 
 def prepare_images(images: Any, name: str = "images") -> Tensor:
     """Check a batch of images and return float32 in [0, 1]: ``(N, C, H, W)``, uint8 (0..255) or float (0..1).
@@ -212,6 +237,11 @@ class FID:
                 raise ValueError(f"FID needs at least 2 {which} samples; got {stats.count}")
         if real.num_features != fake.num_features:
             raise ValueError(f"real features have {real.num_features} dimensions, generated {fake.num_features}")
+        import warnings
+        for message in reliability_warnings({"real": real.count if real.mergeable else None,
+                                             "generated": fake.count if fake.mergeable else None},
+                                            real.num_features):
+            warnings.warn(message, stacklevel=2)
         return frechet_distance(real.mean(), real.covariance(), fake.mean(), fake.covariance(),
                                 method=self.method, backend=self.backend)
 

@@ -40,7 +40,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     a("--data-layout", default=None, choices=["images", "paired", "unpaired", "frames", "captions"],
       help="how a folder is read (default: the method's, else detected)")
     a("--steps", type=int, default=None, help="generator steps (default: the model's recommendation for the data)")
-    a("--batch-size", type=int, default=None, help="per process (default 64 for images, 256 for points)")
+    a("--batch-size", type=int, default=None, help="per process (default: the method's recommendation for the data, "
+      "e.g. 128 for DCGAN on digits; else 64 for images, 256 for points)")
     a("--out", default=None, help="run directory (default runs/<model>-<data>)")
     a("--resume", nargs="?", const=True, default=None, metavar="CKPT",
       help="continue from the newest checkpoint in --out (or from CKPT); starts fresh when there is none")
@@ -199,13 +200,27 @@ def _run_train(args: argparse.Namespace) -> int:
         print(f"ganfast train: --compile: the first iteration (tracing and compiling) took "
               f"{trainer.first_step_seconds:.1f} s", file=sys.stderr)
     if trainer.dist.is_main:
-        last = summary["last"]
-        shown = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k != "step")
-        print(f"ganfast train: step {summary['step']}: {shown}")
+        print(_summary_line(summary, trainer.steps))
         print(f"ganfast train: checkpoint {summary['checkpoint']}; samples in {os.path.join(trainer.out, 'samples')}")
     from . import distributed
     distributed.teardown()
     return 130 if summary["stopped"] else 0
+
+
+def _summary_line(summary: Dict[str, Any], total_steps: int) -> str:
+    """The line ``ganfast train`` ends with: the last logged values, labelled with the step they were logged at."""
+    last = summary["last"]
+    shown = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k != "step")
+    if not last and summary["step"] >= total_steps:
+        return (f"ganfast train: the run was already at its last step ({summary['step']}); nothing to train "
+                f"(give a larger --steps to continue it)")
+    if not last:
+        return f"ganfast train: stopped at step {summary['step']} before its first logged step"
+    logged = int(last.get("step", summary["step"]))
+    if logged == summary["step"]:
+        return f"ganfast train: step {logged}: {shown}"
+    # stopped (Ctrl-C) between logged steps: the values are those of the last logged one
+    return f"ganfast train: stopped at step {summary['step']}; last logged, step {logged}: {shown}"
 
 
 def _configured(trainer_cls, cfg):
