@@ -186,7 +186,7 @@ def test_the_command_writes_the_blend_and_the_raw_fill(run, capsys):
     ({"--mask": "{root}/empty.png"}, "no known pixel"),
     ({"--ckpt": "{root}/none"}, "--ckpt:"),
     ({"--out": "{root}/o.jpg"}, "--out must end in .png"),
-    ({"--image": "{root}/bad.png"}, "cannot decode image file"),
+    ({"--image": "{root}/bad.png"}, "cannot read the image"),
     ({"--steps": "0"}, "steps must be a positive int"),
     ({"--window": "4"}, "window must be a positive odd int"),
     ({"--raw": "{root}/x.png"}, "--raw {root}/x.png would replace the input image"),

@@ -285,3 +285,64 @@ def test_fid_command_errors(setup, capsys, monkeypatch, tmp_path):
     assert "cannot read the image" in (err := capsys.readouterr().err) and "b.png" in err, err
     with pytest.raises(SystemExit):
         cli.main(["fid"])
+
+
+def test_every_reader_decodes_a_file_to_the_same_pixels(tmp_path):
+    """FID folders, training folders (eager and lazy), and translate/upscale/inpaint's decode_image read each
+    kind of file through one decoder: the same RGB pixels from every path (16-bit PNGs were read three ways:
+    clipped at 255, the high byte, and divided by 257)."""
+    Image = pytest.importorskip("PIL.Image")
+    import ganfast.data as gd
+    from ganfast.data.folder import LazyImageFolder, decode_image
+
+    rng = np.random.default_rng(5)
+    h, w = 6, 9
+    rgb = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+    gray = rng.integers(0, 256, size=(h, w), dtype=np.uint8)
+    alpha = rng.integers(0, 256, size=(h, w), dtype=np.uint8)
+    gray16 = rng.integers(0, 65536, size=(h, w), dtype=np.uint16)
+    rgb16 = rng.integers(0, 65536, size=(h, w, 3), dtype=np.uint16)
+    palette = rng.integers(0, 256, size=(16, 3), dtype=np.uint8)
+    idx = rng.integers(0, 16, size=(h, w), dtype=np.uint8)
+    g3 = lambda g: np.repeat(g[..., None], 3, 2)  # noqa: E731
+    kinds = {}  # name -> expected RGB pixels (None: whatever Pillow's JPEG decoder gives)
+    write_png(tmp_path / "palette.png", idx, w, 3, 8, palette=palette)
+    kinds["palette.png"] = palette[idx]
+    write_png(tmp_path / "gray.png", gray, w, 0, 8)
+    kinds["gray.png"] = g3(gray)
+    write_png(tmp_path / "gray_alpha.png", np.stack([gray, alpha], 2).reshape(h, w * 2), w, 4, 8)
+    kinds["gray_alpha.png"] = g3(gray)
+    write_png(tmp_path / "rgba.png", np.concatenate([rgb, alpha[..., None]], 2).reshape(h, w * 4), w, 6, 8)
+    kinds["rgba.png"] = rgb
+    write_png(tmp_path / "gray16.png", gray16.astype(">u2").view(np.uint8).reshape(h, w * 2), w, 0, 16)
+    kinds["gray16.png"] = g3((gray16 >> 8).astype(np.uint8))
+    write_png(tmp_path / "rgb16.png", rgb16.astype(">u2").view(np.uint8).reshape(h, w * 6), w, 2, 16)
+    kinds["rgb16.png"] = (rgb16 >> 8).astype(np.uint8)
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.jpg", "JPEG", quality=95)
+    kinds["cmyk.jpg"] = None
+    Image.fromarray(rgb).save(tmp_path / "progressive.jpg", "JPEG", quality=95, progressive=True)
+    kinds["progressive.jpg"] = None
+    with Image.open(tmp_path / "cmyk.jpg") as f:
+        assert f.mode == "CMYK"
+    with Image.open(tmp_path / "progressive.jpg") as f:
+        assert f.info.get("progressive") or f.info.get("progression")
+
+    def back(x):  # training's [-1, 1] floats to the uint8 pixels they came from (exact)
+        return np.rint((x.numpy() + 1) * 127.5).astype(np.uint8).transpose(1, 2, 0)
+
+    for name, want in kinds.items():
+        path = str(tmp_path / name)
+        folder = tmp_path / f"only_{name}"
+        folder.mkdir()
+        (folder / name).write_bytes((tmp_path / name).read_bytes())
+        reads = {
+            "fid": _hwc(path),
+            "decode_image": back(decode_image(path, 3)),
+            "training folder": back(gd.load(str(folder), channels=3).tensors[0][0]),
+            "lazy training folder": back(LazyImageFolder("lazy", [path], None, None, 3, (h, w), None)[0][0]),
+        }
+        if want is None:  # JPEG: Pillow's decoder is the truth
+            with Image.open(path) as f:
+                want = np.asarray(f.convert("RGB"))
+        for how, got in reads.items():
+            np.testing.assert_array_equal(got, want, err_msg=f"{name} read by {how}")

@@ -1,7 +1,10 @@
-"""Pixel conversions shared by the digits, array and folder loaders.
+"""Pixel conversions shared by the digits, array and folder loaders, and the one image-file decoder.
 
 Everything works on float ``(N, C, H, W)`` tensors in [-1, 1], so the three
 sources resize and convert channels in exactly the same way.
+:func:`decode_pixels` is the only place an image file becomes pixels: the
+training folders, ``ganfast fid``, ``translate``, ``upscale`` and ``inpaint``
+all read through it, so one file gives the same pixels everywhere.
 """
 
 from __future__ import annotations
@@ -14,6 +17,48 @@ import torch.nn.functional as F
 # ITU-R BT.601 luma, the weights PIL's convert("L") uses, so an RGB array and
 # an RGB image file turn gray the same way.
 _LUMA = (0.299, 0.587, 0.114)
+
+#: Files every image reader takes (decoded by Pillow).  ``ganfast fid`` also reads ``.npy`` image arrays.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".pgm", ".ppm")
+
+
+def decode_pixels(path: str, mode: str):
+    """An image file as uint8 pixels: ``(H, W)`` for ``mode="L"``, ``(H, W, 3)`` for ``"RGB"``, ``(H, W, 4)``
+    for ``"RGBA"`` (a numpy array).
+
+    Pillow decodes and converts (``Image.convert``: palettes looked up, gray
+    repeated, alpha dropped or made opaque, CMYK and YCbCr JPEGs converted,
+    the first frame of an animation).  16-bit samples keep their high byte
+    (``v >> 8``): Pillow itself does so for 16-bit RGB, RGBA and gray+alpha
+    PNGs, while its ``convert`` would clip 16-bit gray (modes ``I;16*`` and
+    ``I``) at 255, turning nearly every such image white; those are shifted
+    here the same way before converting.
+
+    Raises:
+        ValueError: ``mode`` not L, RGB or RGBA; the file is not an image or is damaged (naming it).
+        FileNotFoundError: no file at ``path``.
+        ImportError: Pillow is missing.
+    """
+    import numpy as np
+
+    if mode not in ("L", "RGB", "RGBA"):
+        raise ValueError(f"mode must be 'L', 'RGB' or 'RGBA'; got {mode!r}")
+    try:
+        from PIL import Image, UnidentifiedImageError
+    except ImportError as e:  # pragma: no cover - Pillow is a dependency
+        raise ImportError("reading image files needs Pillow: pip install pillow") from e
+    try:
+        with Image.open(path) as im:
+            if im.mode.startswith("I;16") or im.mode == "I":
+                wide = np.asarray(im).astype(np.int64)
+                im = Image.fromarray((np.clip(wide, 0, 65535) >> 8).astype(np.uint8), "L")
+            return np.asarray(im.convert(mode)).copy()
+    except FileNotFoundError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        # Pillow's messages for truncated or damaged data do not name the file.
+        raise ValueError(f"cannot read the image {path}: {err}") from err
+
 
 # Resizing everything at once would hold two float copies of a large array;
 # chunks bound the extra memory without slowing the small cases.

@@ -27,10 +27,9 @@ import numpy as np
 import torch
 
 from ._checks import check_channels, check_image_size, check_num_samples, check_seed, subset_indices
-from ._images import resize_square, uint8_to_float
+from ._images import IMAGE_EXTENSIONS, decode_pixels, resize_square, uint8_to_float
 from .dataset import GANDataset
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
 #: A folder is decoded into memory at load when it has at most this many images
 #: and its decoded uint8 pixels (at the output size) take less than EAGER_MAX_BYTES.
@@ -142,19 +141,10 @@ def probe_image(path: str) -> Tuple[int, Tuple[int, int], str]:
 
 
 def decode_image(path: str, channels: int, image_size: Optional[int] = None) -> torch.Tensor:
-    """Decode one image to float32 ``(channels, H, W)`` in [-1, 1], resized like the rest of the folder."""
-    Image = _pillow()
-    try:
-        with Image.open(path) as im:
-            if im.mode == "I" or im.mode.startswith("I;16"):
-                # Pillow's convert("L") clips 16-bit values at 255 instead of
-                # scaling them; scale 0..65535 to 0..255 here.
-                gray = np.clip(np.rint(np.asarray(im, dtype=np.float64) / 257.0), 0, 255).astype(np.uint8)
-                im = Image.fromarray(gray, "L")
-            pixels = np.asarray(im.convert(_PIL_MODE[channels]))
-    except (OSError, SyntaxError, ValueError) as e:
-        raise ValueError(f"cannot decode image file {path}: {e}") from e
-    t = torch.from_numpy(pixels.copy())
+    """Decode one image to float32 ``(channels, H, W)`` in [-1, 1], resized like the rest of the folder
+    (pixels from :func:`ganfast.data._images.decode_pixels`, the decoder every reader shares)."""
+    pixels = decode_pixels(path, _PIL_MODE[channels])
+    t = torch.from_numpy(pixels)
     t = t[None] if t.ndim == 2 else t.permute(2, 0, 1)
     return resize_square(uint8_to_float(t)[None], image_size)[0]
 

@@ -15,7 +15,11 @@ from typing import Iterator, List, Sequence
 import numpy as np
 import torch
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".npy")
+from ..data._images import IMAGE_EXTENSIONS as _PILLOW_EXTENSIONS
+from ..data._images import decode_pixels
+
+#: Pillow's image files (the list every reader shares) and ``.npy`` image arrays.
+IMAGE_EXTENSIONS = _PILLOW_EXTENSIONS + (".npy",)
 
 
 def list_images(folder: str, recursive: bool = False) -> List[str]:
@@ -29,28 +33,10 @@ def list_images(folder: str, recursive: bool = False) -> List[str]:
 
 
 def _read_rgb(path: str) -> np.ndarray:
-    """An image file decoded by Pillow as an RGB uint8 array ``(H, W, 3)``.
-
-    Pillow's ``convert("RGB")`` (pytorch-fid's reading): alpha dropped, gray
-    repeated, palettes looked up.  16-bit samples keep their high byte:
-    Pillow does so itself for 16-bit RGB, RGBA and gray+alpha PNGs, but it
-    saturates 16-bit gray (mode ``I;16``) at 255, which would turn nearly
-    every such image white, so that mode is shifted here instead.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            if img.mode.startswith("I;16") or (img.mode == "I" and img.format == "PNG"):
-                # A PNG in mode I can only be 16-bit gray (older Pillow opens it so).
-                gray = (np.asarray(img).astype(np.uint32) >> 8).astype(np.uint8)
-                return np.repeat(gray[..., None], 3, axis=2)
-            return np.array(img.convert("RGB"))
-    except FileNotFoundError:
-        raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
-        # Pillow's messages for truncated or damaged data do not name the file.
-        raise ValueError(f"cannot read the image {path}: {err}") from err
+    """An image file as an RGB uint8 array ``(H, W, 3)``: :func:`ganfast.data._images.decode_pixels`, the decoder
+    training folders use too (Pillow's ``convert("RGB")``, pytorch-fid's reading; 16-bit samples keep their
+    high byte)."""
+    return decode_pixels(path, "RGB")
 
 
 def load_image(path: str) -> torch.Tensor:

@@ -461,7 +461,7 @@ def _image_size(path: str) -> Tuple[int, int]:
         with Image.open(path) as im:
             return im.size
     except (OSError, SyntaxError, ValueError) as err:
-        raise ValueError(f"cannot decode image file {path}: {err}") from err
+        raise ValueError(f"cannot read the image {path}: {err}") from err
 
 
 def run_inpaint(args: argparse.Namespace) -> int:
