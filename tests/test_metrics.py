@@ -1,5 +1,7 @@
 """frechet_distance, FeatureStats, inception_score, kernel_inception_distance and FID, in float64."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -294,7 +296,7 @@ def test_inception_score_bad_inputs():
         inception_score(torch.randn(5, 3), splits=0)
     with pytest.raises(ValueError, match="NaN or infinite"):
         inception_score(torch.tensor([[0.0, float("nan")]] * 4), splits=2)
-    with pytest.raises(ValueError, match="non-negative with rows summing to 1"):
+    with pytest.raises(ValueError, match=r"must be in \[0, 1\] with rows summing to 1"):
         inception_score(torch.randn(10, 3), splits=2, kind="probs")
     with pytest.raises(ValueError, match=r"preds must have shape \(N, d\)"):
         inception_score(torch.randn(10), splits=2)
@@ -420,3 +422,60 @@ def test_fid_without_weights_says_which_file_and_where(monkeypatch, tmp_path):
     msg = str(info.value)
     assert "pt_inception-2015-12-05-6726825d.pth" in msg and "GANFAST_INCEPTION_WEIGHTS" in msg
     assert "never downloads" in msg and str(tmp_path) in msg
+
+
+HALF_SWEEP = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
+
+
+@pytest.mark.parametrize("dtype, as_numpy", [(d, False) for d in HALF_SWEEP] +
+                         [(d, True) for d in HALF_SWEEP if d != torch.bfloat16],  # numpy has no bfloat16
+                         ids=lambda v: str(v) if not isinstance(v, bool) else ("numpy" if v else "torch"))
+def test_inception_score_takes_half_precision_probabilities_and_logits(dtype, as_numpy):
+    """Softmax probabilities rounded to float16 / bfloat16 sum to 1 only within ~3e-4 / ~2.3e-3 over 1008
+    classes: they were taken for logits and softmaxed again, giving about 1.0 instead of about 29. Detected by
+    the dtype's rounding now; logits of every dtype give the float64 score up to their own rounding."""
+    g = torch.Generator().manual_seed(11)
+    logits = torch.randn(400, 1008, generator=g, dtype=torch.float64) * 4
+    want, _ = inception_score(logits.to(dtype).double(), splits=4)  # the logits as this dtype holds them
+    probs = torch.softmax(logits.to(dtype).float(), dim=1).to(dtype)
+    if dtype in (torch.float16, torch.bfloat16):
+        assert float((probs.double().sum(1) - 1).abs().max()) > 1e-4  # what the fixed 1e-4 test refused
+    rel = {torch.float16: 3e-3, torch.bfloat16: 2e-2}.get(dtype, 1e-6)  # the softmax ran in float32
+    conv = (lambda t: t.numpy()) if as_numpy else (lambda t: t)
+    for kind in ("auto", "probs"):
+        got, _ = inception_score(conv(probs), splits=4, kind=kind)
+        assert got == pytest.approx(want, rel=rel), (kind, got, want)
+    got, _ = inception_score(conv(logits.to(dtype)), splits=4)
+    assert got == pytest.approx(want, rel=1e-9)
+    assert want > 20  # far from the ~1 of a double softmax
+
+
+def test_inception_score_refuses_probabilities_off_by_more_than_their_rounding():
+    g = torch.Generator().manual_seed(12)
+    probs = torch.softmax(torch.randn(20, 50, generator=g), dim=1)
+    off = probs * 1.01  # rows sum to 1.01: not a rounding of any dtype here
+    with pytest.raises(ValueError, match=r"rows summing to 1 \(within 0.0001 for torch.float32\); the worst row"):
+        inception_score(off, splits=2, kind="probs")
+    with pytest.raises(ValueError, match="within 0.0078"):
+        inception_score(off.bfloat16() * 1.02, splits=2, kind="probs")
+
+
+@pytest.mark.parametrize("dtype", HALF_SWEEP, ids=str)
+def test_feature_metrics_take_every_float_dtype(dtype):
+    """KID, FID statistics and FeatureStats on features of each dtype: the float64 results of the same
+    (rounded) values, never an error or a silent cast of the wrong kind."""
+    g = torch.Generator().manual_seed(13)
+    a = (torch.randn(300, 16, generator=g, dtype=torch.float64) + 0.5).to(dtype)
+    b = torch.randn(300, 16, generator=g, dtype=torch.float64).to(dtype)
+    a64, b64 = a.double(), b.double()
+    kid = kernel_inception_distance(a, b, num_subsets=5, subset_size=100)
+    assert kid == pytest.approx(kernel_inception_distance(a64, b64, num_subsets=5, subset_size=100), rel=1e-9)
+    sa = FeatureStats().update(a)
+    torch.testing.assert_close(sa.mean(), a64.mean(0), rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(sa.covariance(), torch.cov(a64.T), rtol=1e-9, atol=1e-12)
+    fid = FID(feature_extractor=lambda x: x)
+    fid.update_features(a, real=True).update_features(b, real=False)
+    want = frechet_distance(a64.mean(0), torch.cov(a64.T), b64.mean(0), torch.cov(b64.T))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 300 samples of 16-d features: no reliability warning
+        assert fid.compute() == pytest.approx(want, rel=1e-9)

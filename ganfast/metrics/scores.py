@@ -30,6 +30,16 @@ def _features(x: Any, name: str) -> Tensor:
     return t
 
 
+def _row_sum_tolerance(x: Any) -> float:
+    """How far from 1 a row of probabilities in ``x``'s dtype may sum: a softmax rounded to float16 sums
+    within ~3e-4 of 1 over 1008 classes, to bfloat16 within ~2.3e-3; one unit in the last place of 1
+    (2^-10, 2^-7) covers them.  1e-4 for float32 / float64 (and inputs of other types)."""
+    dtype = getattr(x, "dtype", None)
+    name = str(dtype).replace("torch.", "")
+    eps = {"float16": 2.0 ** -10, "bfloat16": 2.0 ** -7}.get(name, 0.0)
+    return max(1e-4, eps)
+
+
 def _positive_int(v: Any, name: str) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or v < 1:
         raise ValueError(f"{name} must be a positive int; got {v!r}")
@@ -49,13 +59,18 @@ def inception_score(
             ``N // splits`` (the remainder is dropped, as the reference code
             does); the score is computed per part.
         kind: ``"logits"``, ``"probs"``, or ``"auto"``: probabilities when
-            every row is non-negative and sums to 1 (to 1e-4), else logits.
+            every entry is in [0, 1] and every row sums to 1 within the
+            rounding of ``preds``' dtype (1e-4; 2^-10 for float16, 2^-7 for
+            bfloat16: a softmax rounded to half precision sums only that
+            close to 1, and taking it for logits would softmax it twice and
+            give about 1), else logits.
 
     Returns:
         ``(mean, std)`` over the parts (std with ``ddof=0``, as the
         reference).  Uniform predictions give exactly 1; ``C`` equally
         frequent, perfectly confident classes give ``C``.
     """
+    tol = _row_sum_tolerance(preds)
     p = _features(preds, "preds")
     splits = _positive_int(splits, "splits")
     if kind not in ("auto", "logits", "probs"):
@@ -63,9 +78,11 @@ def inception_score(
     n = p.shape[0]
     if n < splits:
         raise ValueError(f"preds has {n} rows, fewer than splits={splits}; need at least one sample per split")
-    is_probs = bool((p >= 0).all()) and bool(((p.sum(1) - 1).abs() <= 1e-4).all())
+    is_probs = bool((p >= 0).all()) and bool((p <= 1).all()) and bool(((p.sum(1) - 1).abs() <= tol).all())
     if kind == "probs" and not is_probs:
-        raise ValueError("preds given as probabilities must be non-negative with rows summing to 1")
+        worst = float((p.sum(1) - 1).abs().max())
+        raise ValueError(f"preds given as probabilities must be in [0, 1] with rows summing to 1 (within {tol:.3g} "
+                         f"for {getattr(preds, 'dtype', 'this input')}); the worst row is off by {worst:.3g}")
     if kind == "logits" or (kind == "auto" and not is_probs):
         logp = torch.log_softmax(p, dim=1)
         probs = logp.exp()
