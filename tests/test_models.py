@@ -62,13 +62,28 @@ def test_names_and_descriptions():
 @pytest.mark.parametrize("backend", ["torch", "triton"])
 @pytest.mark.parametrize("name", ADVERSARIAL)
 def test_every_method_trains_on_tiny_images(name, backend):
+    """Two steps on every backend; the triton backend's first step gives the torch backend's losses from the
+    same weights, batch and draws (it was never compared with torch)."""
+    import copy
+
     ds = tiny_images()
     model = build(name, dataset=ds, **small(name, ds))
+    reference = copy.deepcopy(model)
     opts = model.make_optimizers()
     before = {k: v.detach().clone() for k, v in model.G.state_dict().items()}
     with ganfast.use_backend(backend):
-        for _ in range(2):
-            logs = model.train_step(batches(ds), opts, StepContext())
+        for step in range(2):
+            torch.manual_seed(100 + step)
+            logs = model.train_step(batches(ds, seed=step), opts, StepContext())
+            if step == 0:
+                first = logs
+    if backend == "triton":
+        with ganfast.use_backend("torch"):
+            torch.manual_seed(100)
+            want = reference.train_step(batches(ds, seed=0), reference.make_optimizers(), StepContext())
+        assert set(first) == set(want)
+        for k in want:  # float32 kernels against torch's: a few roundings, after one optimiser step of D
+            torch.testing.assert_close(first[k].float(), want[k].float(), rtol=2e-3, atol=1e-4, msg=k)
     assert logs and all(math.isfinite(float(v)) for v in logs.values()), logs
     assert "d_loss" in logs and "g_loss" in logs
     changed = [k for k, v in model.G.state_dict().items() if v.dtype.is_floating_point
@@ -217,23 +232,107 @@ def test_acgan_classifier_in_d_optimiser():
     assert all(id(p) in d_params for p in m.C.parameters())
 
 
+def _fixed_step_inputs(model, ds, seed=5):
+    """A real batch and a fake batch (with labels where the method has them), fixed by ``seed``."""
+    g = torch.Generator().manual_seed(seed)
+    x, y = ds.tensors
+    i = torch.randint(0, len(x), (6,), generator=g)
+    real, yr = x[i], (y[i] if model.discriminator_classes() > 0 else None)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        z, yf, fake = model.fake(6, real.device)
+    return real, yr, fake, yf, z
+
+
+def _ctx(model, step=0, total=100):
+    from ganfast.models.schedules import evaluate
+
+    ctx = StepContext()
+    ctx.schedule = evaluate(dict(model.schedules()), step, total)  # as the trainer sets it (instance noise)
+    return ctx
+
+
 @pytest.mark.parametrize("option", [
     {"r1": 10.0}, {"r2": 1.0}, {"label_smoothing": 0.1}, {"instance_noise": 0.1},
     {"feature_matching": 1.0}, {"historical_averaging": 0.01}, {"minibatch_discrimination": [4, 3]},
     {"minibatch_stddev": True}, {"n_critic": 3}, {"loss": "least-squares"}, {"loss": "minimax"},
-])
+], ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
 def test_tricks_as_options(option):
+    """Each option takes effect: D's loss on a fixed batch equals the ganfast.losses formula with the option's
+    term, or the option's layer is in D, or D steps n_critic times; finite losses alone let an ignored option
+    pass (the test only checked those)."""
+    import ganfast.losses as L
+    from ganfast.nn import MinibatchDiscrimination, MinibatchStdDev
+
     ds = tiny_images()
     model = build("dcgan", dataset=ds, **small("dcgan", ds), **option)
-    opts = model.make_optimizers()
-    logs = model.train_step(batches(ds), opts, StepContext())
-    assert all(math.isfinite(float(v)) for v in logs.values()), logs
-    if "r1" in option:
-        assert "r1" in logs
-    if "feature_matching" in option:
-        assert "feature_matching" in logs
-    if option.get("historical_averaging"):
+    real, yr, fake, yf, z = _fixed_step_inputs(model, ds)
+    key, value = next(iter(option.items()))
+    if key in ("r1", "r2", "label_smoothing", "loss"):
+        loss, logs = model.discriminator_loss(real, yr, fake, yf, z, _ctx(model))
+        r_out, f_out = model.d_forward(real, yr), model.d_forward(fake, yf)
+        kind = value if key == "loss" else "non-saturating"
+        want = L.discriminator_loss(kind, r_out, f_out, **({"real_label": 1 - value} if key == "label_smoothing"
+                                                           else {}))
+        if key == "r1":
+            want = want + 0.5 * value * L.r1_penalty(model.critic(yr), real)
+        if key == "r2":
+            want = want + 0.5 * value * L.r2_penalty(model.critic(yf), fake)
+        torch.testing.assert_close(loss, want, rtol=1e-5, atol=1e-6)
+        if key in ("r1", "r2"):
+            assert key in logs and float(logs[key]) > 0
+        if key == "label_smoothing":  # and not the plain loss: d/d(output bias) of mean BCE(r, 0.9) is 0.1 less
+            bias = list(model.D.parameters())[-1]
+            plain = L.discriminator_loss(kind, r_out, f_out)
+            got, smooth, unsmoothed = (torch.autograd.grad(t, bias, retain_graph=True)[0] for t in (loss, want, plain))
+            torch.testing.assert_close(got, smooth, rtol=1e-5, atol=1e-7)
+            assert float((got - unsmoothed).abs().max()) == pytest.approx(0.1, rel=1e-3)
+    elif key == "instance_noise":
+        ctx = _ctx(model)
+        assert ctx.schedule["instance_noise"] == pytest.approx(value)
+        noisy = model.noisy(real, ctx)
+        assert float((noisy - real).std()) == pytest.approx(value, rel=0.25)
+        assert model.noisy(real, _ctx(model, step=10**9, total=None)) is real  # annealed away
+    elif key == "feature_matching":
+        _, logs = model.generator_loss(fake, yf, z, real, yr, _ctx(model))
+        _, f_real = model.d_forward(real, yr, features=True)
+        _, f_fake = model.d_forward(fake, yf, features=True)
+        torch.testing.assert_close(logs["feature_matching"], L.feature_matching_loss(f_real, f_fake),
+                                   rtol=1e-5, atol=1e-7)
+    elif key == "historical_averaging":
+        opts = model.make_optimizers()
+        model.train_step(batches(ds), opts, _ctx(model))
         assert model.extra_state_dict()["historical_averaging"]["G"]["count"] >= 2
+    elif key == "minibatch_discrimination":
+        layers = [m for m in model.D.modules() if isinstance(m, MinibatchDiscrimination)]
+        assert len(layers) == 1 and (layers[0].num_kernels, layers[0].kernel_dim) == tuple(value)
+    elif key == "minibatch_stddev":
+        assert sum(isinstance(m, MinibatchStdDev) for m in model.D.modules()) == 1
+    elif key == "n_critic":
+        opts = model.make_optimizers()
+        model.train_step(batches(ds), opts, _ctx(model))
+        steps = {k: {int(st["step"]) for st in o.state.values() if "step" in st} for k, o in opts.items()}
+        assert steps == {"D": {value}, "G": {1}}, steps
+    else:  # pragma: no cover
+        raise AssertionError(option)
+    logs = model.train_step(batches(ds), model.make_optimizers(), _ctx(model))
+    assert all(math.isfinite(float(v)) for v in logs.values()), logs
+
+
+def test_r2_on_a_conditional_method_binds_the_fake_labels():
+    """R2 on cgan: the penalty is taken through D with the fake batch's labels (a wrong binding, e.g. the real
+    labels, gives another number)."""
+    import ganfast.losses as L
+
+    ds = tiny_images()
+    model = build("cgan", dataset=ds, **small("cgan", ds), r2=2.0)
+    real, yr, fake, yf, z = _fixed_step_inputs(model, ds)
+    assert yf is not None and not torch.equal(yf, yr)
+    loss, logs = model.discriminator_loss(real, yr, fake, yf, z, _ctx(model))
+    base = L.discriminator_loss("non-saturating", model.d_forward(real, yr), model.d_forward(fake, yf))
+    r2 = L.r2_penalty(model.critic(yf), fake)
+    torch.testing.assert_close(loss, base + r2, rtol=1e-5, atol=1e-6)
+    assert abs(float(L.r2_penalty(model.critic(yr), fake)) - float(r2)) > 1e-6
 
 
 def test_rebuild_from_config_gives_the_same_networks():
