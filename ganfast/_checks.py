@@ -333,3 +333,19 @@ def _number_text(minimum, maximum, positive, finite) -> str:
     elif minimum is not None:
         return f"a{' finite' if finite else ''} number >= {minimum:g}"
     return " ".join(words + ["number"])
+
+
+def check_input_dtype_matches(x: Any, weight: Tensor, layer: str) -> None:
+    """A layer's input has its weights' floating dtype, unless autocast is on for the input's device.
+
+    Raises:
+        TypeError: naming the layer, both dtypes and the fixes (torch's own
+            message, "expected scalar type Half but found Float", names none).
+    """
+    if not isinstance(x, Tensor) or not x.is_floating_point() or x.dtype == weight.dtype:
+        return
+    if torch.is_autocast_enabled(x.device.type):
+        return
+    raise TypeError(f"{layer}: x is {str(x.dtype).replace('torch.', '')} but the layer's weights are "
+                    f"{str(weight.dtype).replace('torch.', '')}: convert one to the other (layer.to(x.dtype) or "
+                    f"x.to(weight dtype)), or run the layer under torch.autocast")

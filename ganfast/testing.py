@@ -170,7 +170,7 @@ def check_op(
     *,
     differentiable: Sequence[int],
     order: int = 2,
-    gradcheck: bool = True,
+    gradcheck: Optional[bool] = None,
     generator: Optional[torch.Generator] = None,
     forward_slack: Optional[Callable[..., Tensor]] = None,
 ) -> None:
@@ -183,7 +183,10 @@ def check_op(
         differentiable: indices of the inputs to differentiate with respect to.
         order: highest derivative order to compare (0, 1 or 2).
         gradcheck: also run gradcheck (and gradgradcheck for order 2) on
-            ``fast`` in float64 when the inputs are small enough.
+            ``fast`` in float64.  None (default): when every input has at
+            most :data:`GRADCHECK_MAX_NUMEL` elements, else not; True: always,
+            and ValueError when an input is larger (gradcheck evaluates the
+            op once per element); False: never.
         generator: source of the random upstream gradients.
         forward_slack: called with the float64 inputs, an element-wise
             allowance added to the forward's bound: only for an error the
@@ -217,7 +220,9 @@ def check_op(
 
     diff_x = [xs[i] for i in differentiable if xs[i] is not None]
     diff_r = [rs[i] for i in differentiable if rs[i] is not None]
+    # The reference gets the upstream gradient the op under test gets: rounded to its dtype.
     seed = torch.randn(y.shape, generator=generator, dtype=torch.float64, device="cpu").to(y.device)
+    seed = seed.to(dtype).to(torch.float64)
     gx = _grads(y, diff_x, seed.to(dtype), create_graph=order > 1)
     gr = _grads(r, diff_r, seed, create_graph=order > 1)
     for k, (a, b) in enumerate(zip(gx, gr)):
@@ -226,7 +231,8 @@ def check_op(
     if order > 1:
         # Gradient of <grads, v> w.r.t. the inputs: the double backward that
         # R1 and WGAN-GP penalties take.
-        vs = [torch.randn(t.shape, generator=generator, dtype=torch.float64).to(t.device) for t in diff_r]
+        vs = [torch.randn(t.shape, generator=generator, dtype=torch.float64).to(dtype).to(torch.float64).to(t.device)
+              for t in diff_r]
         sx = sum((a * v.to(a.dtype)).sum() for a, v in zip(gx, vs) if a is not None and a.requires_grad)
         sr = sum((b * v).sum() for b, v in zip(gr, vs) if b is not None and b.requires_grad)
         ggx = _grads(sx, diff_x, None, False) if torch.is_tensor(sx) else [None] * len(diff_x)
@@ -235,7 +241,13 @@ def check_op(
             assert_close(a, b, dtype, 2, f"second derivative {k}")
 
     small = all(t is None or t.numel() <= GRADCHECK_MAX_NUMEL for t in inputs)
-    if gradcheck and small:
+    if gradcheck and not small:
+        big = max(t.numel() for t in inputs if t is not None)
+        raise ValueError(f"check_op: gradcheck=True needs inputs of at most {GRADCHECK_MAX_NUMEL} elements; the "
+                         f"largest has {big} (pass smaller inputs, or gradcheck=None to run it only where small)")
+    if gradcheck is None:
+        gradcheck = small
+    if gradcheck:
         ds = [leaf(t, i, torch.float64) for i, t in enumerate(inputs)]
 
         def f(*diff):

@@ -100,4 +100,4 @@ def check_against_reference(op, reference, inputs, backend, device, training, ge
     kw = dict(kw, training=training)
     testing.check_op(lambda *a: op(*a, backend=backend, **kw), lambda *a: reference(*a, **kw), inputs,
                      differentiable=[0, 1, 3, 4] if training else [0, 1, 2, 3, 4], order=2, generator=gen,
-                     gradcheck=backend in ("torch", "aten") or device == "cuda")
+                     gradcheck=None if backend in ("torch", "aten") or device == "cuda" else False)

@@ -1,6 +1,6 @@
 """Every user mistake on the command line ends with one line on stderr naming the flag and exit status 2,
 never a traceback (issue 22, item 6): a table of wrong types, zero or negative sizes, NaN, wrong devices,
-missing paths and files of the wrong kind, over every verb."""
+missing paths and files of the wrong kind, over every verb; and API errors that name what is wrong."""
 
 import os
 
@@ -79,3 +79,18 @@ def test_a_cli_mistake_is_one_line_and_exit_2(argv, says, files, capsys):
     assert len(lines) == 1, err
     assert says in lines[0], lines[0]
     assert not os.path.exists(os.path.join(files["root"], "never", "metrics.csv"))  # nothing started
+
+
+@pytest.mark.parametrize("layer", ["ConvBNLeakyReLU2d", "ConvTransposeBNReLU2d", "ConvInstanceNormAct2d"])
+def test_a_fused_layer_names_a_dtype_mismatch(layer):
+    """conv_bn_act with a half input and float32 weights said "expected scalar type Half but found Float"."""
+    import ganfast.nn as gnn
+
+    cls = getattr(gnn, layer)
+    m = cls(3, 4, 3, padding=1) if layer != "ConvTransposeBNReLU2d" else cls(3, 4, 4, stride=2, padding=1)
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(TypeError, match=rf"{layer}: x is float16 but the layer's weights are float32: convert"):
+        m(x.half())
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast casts for the layer: no error
+        assert torch.isfinite(m(x.bfloat16()).float()).all()
+    assert m.double()(x.double()).dtype == torch.float64

@@ -434,3 +434,23 @@ def test_triton_activation_switch_raises_on_an_unknown_name():
         kernels._bias_act_kernel[(1,)](x, x, x, y, 64, 1, 1, 0.2, 0.0, 1.0, 0.0, 0.0, 0.0, ACT="gelu",
                                        BACKWARD=False, HAS_BIAS=False, HAS_CLAMP=False, ACC=kernels.acc_type(x.dtype),
                                        INDEX64=False, BLOCK=64)
+
+
+def test_check_op_says_when_gradcheck_cannot_run_and_rounds_the_upstream_gradient():
+    """check_op skipped gradcheck silently above 4,096 elements: gradcheck=True now raises there (None runs it
+    only where small), and the reference receives the upstream gradient rounded as the op under test does."""
+    from ganfast import testing
+
+    g = torch.Generator().manual_seed(3)
+    big = torch.randn(testing.GRADCHECK_MAX_NUMEL + 1, generator=g, dtype=torch.float64)
+    with pytest.raises(ValueError, match="gradcheck=True needs inputs of at most 4096 elements; the largest has 4097"):
+        testing.check_op(torch.sin, torch.sin, [big], differentiable=[0], order=1, gradcheck=True)
+    testing.check_op(torch.sin, torch.sin, [big], differentiable=[0], order=1)  # None: compared, not gradchecked
+    calls = []
+    small = torch.randn(64, generator=g, dtype=torch.float64)
+    testing.check_op(lambda x: calls.append(1) or torch.sin(x), torch.sin, [small], differentiable=[0], order=1)
+    assert len(calls) > 10  # gradcheck ran on the small input (one call per perturbation)
+    # bf16: a reference fed the unrounded seed differs from the op's gradient by the seed's rounding alone;
+    # with the rounded seed an exact op (x * 3) agrees to the last bit of the bf16 result
+    x = torch.randn(256, generator=g).bfloat16()
+    testing.check_op(lambda t: t * 3, lambda t: t * 3, [x], differentiable=[0], order=1, generator=g)

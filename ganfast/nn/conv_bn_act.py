@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import _backend
+from .._checks import check_input_dtype_matches
 from ..ops.batch_norm_act import activation_
 from ..ops.conv_bn_act import MAX_KERNEL, SUPPORTED_DTYPES, conv_bn_act
 
@@ -126,6 +127,7 @@ class FusedConvBNAct(nn.Module):
                 and not torch.is_autocast_enabled(x.device.type))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input_dtype_matches(x, self.conv.weight, type(self).__name__)
         if self._runs_aten(x):
             # The children run exactly as in the unconverted model (same checks, the
             # running statistics and num_batches_tracked updated by the BatchNorm

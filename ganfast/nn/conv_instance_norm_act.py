@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import _backend
+from .._checks import check_input_dtype_matches
 from ..ops.instance_norm_act import instance_norm_act
 from .conv_bn_act import activation_slope
 
@@ -75,6 +76,7 @@ class _FusedConvInstanceNormAct(nn.Module):
                 and not torch.is_autocast_enabled(y.device.type))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input_dtype_matches(x, self.conv.weight, type(self).__name__)
         y = self.conv(x)
         if self._runs_aten(y) or not y.dtype.is_floating_point:
             return self._activation(self.norm(y))
