@@ -577,3 +577,28 @@ def test_the_closing_line_labels_values_with_the_step_they_were_logged_at():
     assert _summary_line({"step": 10, "last": row}, 100) == "ganfast train: step 10: d_loss 0.5, g_loss 1.25"
     assert "already at its last step (100)" in _summary_line({"step": 100, "last": {}}, 100)
     assert "stopped at step 3 before its first logged step" in _summary_line({"step": 3, "last": {}}, 100)
+
+
+def test_resume_with_nothing_to_resume_starts_afresh_and_sample_falls_back(tmp_path, capsys):
+    """A run killed before its first checkpoint left config.json and metrics.csv: --resume refused it as an
+    existing run although its help says it starts fresh. And `sample --ckpt RUNDIR` refused a corrupt newest
+    checkpoint instead of taking the newest intact one, as its help says."""
+    from ganfast.cli import main
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    (out / "metrics.csv").write_text("step,d_loss\n1,0.5\n")
+    common = ["train", "--model", "wgan-gp", "--data", "ring8", "--num-samples", "256", "--batch-size", "32",
+              "-o", "hidden=[8]", "--no-progress", "--out", str(out), "--checkpoint-every", "1", "--keep", "0",
+              "--log-every", "1"]
+    assert main(common + ["--steps", "2"]) == 2  # without --resume: refused
+    assert main(common + ["--steps", "2", "--resume"]) == 0
+    assert "no checkpoint in" in capsys.readouterr().err
+    assert [int(r["step"]) for r in read_metrics(str(out / "metrics.csv"))] == [1, 2]
+    _flip(out / "checkpoints" / "ckpt-00000002.pt")
+    for where in (out, out / "checkpoints", out / "checkpoints" / "latest"):
+        with pytest.warns(UserWarning, match="passing over .*ckpt-00000002.pt is corrupt"):
+            assert main(["sample", "--ckpt", str(where), "--n", "4", "--out", str(tmp_path / "s.npy")]) == 0
+    assert main(["sample", "--ckpt", str(out / "checkpoints" / "ckpt-00000002.pt"), "--n", "4", "--out",
+                 str(tmp_path / "s.npy")]) == 2  # the damaged file itself, asked for by name: refused

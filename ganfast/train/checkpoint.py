@@ -37,6 +37,7 @@ __all__ = [
     "CheckpointManager",
     "load_checkpoint",
     "load_newest_intact",
+    "load_resolved",
     "remove_stale_temporaries",
     "verify_checkpoint",
     "rng_state",
@@ -327,6 +328,31 @@ def load_checkpoint(path: str, map_location: Any = "cpu") -> Dict[str, Any]:
         raise ValueError(f"{path} is not a readable ganfast checkpoint: {type(e).__name__}: {e}") from e
     if not isinstance(state, dict):
         raise ValueError(f"{path} is not a readable ganfast checkpoint: it holds a {type(state).__name__}, not a dict")
+    return state
+
+
+def load_resolved(path: str, map_location: Any = "cpu") -> Dict[str, Any]:
+    """The checkpoint ``path`` names, loaded: a file as it is; a run directory, its ``checkpoints`` directory
+    or their ``latest`` file, the newest checkpoint there that passes its checksums (newer damaged ones are
+    passed over with a warning naming them).
+
+    Raises:
+        FileNotFoundError: nothing at ``path``, or a directory without a checkpoint.
+        ValueError: the file (or every checkpoint of the directory) is unreadable or corrupt.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        directory = os.path.join(path, "checkpoints") if os.path.isdir(os.path.join(path, "checkpoints")) else path
+    elif os.path.basename(path) == CheckpointManager.POINTER and os.path.isfile(path) and os.path.getsize(path) < 4096:
+        directory = os.path.dirname(path) or "."
+    else:
+        return load_checkpoint(path, map_location=map_location)
+    found = load_newest_intact(directory, map_location=map_location)
+    if found is None:
+        raise FileNotFoundError(f"no checkpoint in {directory} (expected ckpt-*.pt files written by ganfast train)")
+    _, state, refused = found
+    for bad, why in refused:
+        warnings.warn(f"passing over {bad}: {why}")
     return state
 
 

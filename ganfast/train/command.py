@@ -184,6 +184,7 @@ def _run_train(args: argparse.Namespace) -> int:
         trainer = _configured(Trainer, fresh)
         if trainer is None:
             return 2
+        trainer.resume_requested = args.resume is not None  # nothing to resume: start afresh in that folder
     if trainer.dist.is_main:
         print(f"ganfast train: {trainer.model.name} on {trainer.dataset!r}, {trainer.steps} steps of batch "
               f"{trainer.batch_size} on {trainer.device}, writing to {trainer.out}", file=sys.stderr)
@@ -235,6 +236,9 @@ def _configured(trainer_cls, cfg):
 def _as_flags(message: str) -> str:
     """A configuration error as the command line says it: ``batch_size must be ...`` -> ``--batch-size must be ...``
     (``num_samples=2000 asks ...`` -> ``--num-samples 2000 asks ...``); other messages unchanged."""
+    for field, flag in _SHORTHANDS.items():  # -o options that have their own flag
+        if message.startswith(f"option {field!r} "):
+            return "--" + flag.replace("_", "-") + message[len(f"option {field!r}"):]
     for field in _TRAIN_FIELDS:
         flag = "--" + field.replace("_", "-")
         if message.startswith(field + " "):
@@ -262,7 +266,7 @@ def add_sample_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
     p.add_argument("--out", required=True, help="a .png (image grid, or a scatter plot for 2-D points) or .npy file")
     p.add_argument("--seed", type=int, default=0, help="seed of the latents (default 0): the samples depend on "
-                   "--seed and --n only, not on --batch-size or --device")
+                   "--seed and --n only, not on --batch-size or --device (up to float rounding)")
     p.add_argument("--label", type=int, default=None, help="class of every sample (conditional models)")
     p.add_argument("--no-ema", action="store_true", help="sample the trained generator, not its EMA")
     p.add_argument("--batch-size", type=int, default=500, help="samples per forward pass (default 500)")
@@ -321,7 +325,7 @@ def run_sample(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from .checkpoint import load_checkpoint, resolve_checkpoint
+    from .checkpoint import load_resolved
     from .trainer import model_from_checkpoint
 
     if args.n < 1:
@@ -344,7 +348,7 @@ def run_sample(args: argparse.Namespace) -> int:
         print(f"ganfast sample: --out must end in .png or .npy; got {args.out!r}", file=sys.stderr)
         return 2
     try:
-        state = load_checkpoint(resolve_checkpoint(args.ckpt))
+        state = load_resolved(args.ckpt)
     except (FileNotFoundError, ValueError) as err:
         print(f"ganfast sample: --ckpt: {err}", file=sys.stderr)
         return 2

@@ -466,7 +466,7 @@ def _image_size(path: str) -> Tuple[int, int]:
 
 def run_inpaint(args: argparse.Namespace) -> int:
     from ..data.folder import decode_image
-    from .checkpoint import load_checkpoint, resolve_checkpoint
+    from .checkpoint import load_resolved
     from .trainer import model_from_checkpoint
     from .translate import write_png  # atomic 8-bit PNG of a (C, H, W) image in [-1, 1]
 
@@ -495,7 +495,7 @@ def run_inpaint(args: argparse.Namespace) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         return _fail(f"--device {args.device!r} was asked for but torch sees no CUDA device")
     try:
-        state = load_checkpoint(resolve_checkpoint(args.ckpt))
+        state = load_resolved(args.ckpt)
     except (FileNotFoundError, ValueError) as err:
         return _fail(f"--ckpt: {err}")
     model = model_from_checkpoint(state, ema=not args.no_ema)

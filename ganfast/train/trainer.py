@@ -240,11 +240,16 @@ class Trainer:
         if cfg.device is None:
             device = torch.device("cuda", self.dist.local_rank) if torch.cuda.is_available() else torch.device("cpu")
         else:
-            device = torch.device(cfg.device)
+            try:
+                device = torch.device(cfg.device)
+            except (RuntimeError, TypeError) as err:
+                raise ValueError(f"device must be cpu, cuda or cuda:N; got {cfg.device!r}") from err
+            if device.type not in ("cpu", "cuda"):
+                raise ValueError(f"device must be cpu, cuda or cuda:N; got {cfg.device!r}")
             if device.type == "cuda" and device.index is None:
                 device = torch.device("cuda", self.dist.local_rank)
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device 'cuda' was asked for but torch sees no CUDA device")
+            raise ValueError(f"device {cfg.device!r} was asked for but torch sees no CUDA device")
         if cfg.backend != "auto":  # before anything is written: a backend that cannot run here fails the first step
             status = _backend.backend_status(cfg.backend, device.type)
             if not status.available:
@@ -323,6 +328,9 @@ class Trainer:
         self.step = 0
         self._setup_done = False
         self._resumed = False  # a checkpoint was loaded: the metrics file is continued, not replaced
+        # --resume was asked for: a folder holding a run without any checkpoint (killed before its first)
+        # is started afresh rather than refused
+        self.resume_requested = False
         self.history: List[Dict[str, float]] = []  # the logged rows of this process's run
 
     # -- setup ---------------------------------------------------------------------------------
@@ -574,7 +582,7 @@ class Trainer:
                 self._compiled = True
             resumed = self._resumed
             main = self.dist.is_main
-            if main and not resumed:
+            if main and not resumed and not (resume or self.resume_requested):
                 _refuse_existing_run(self.out)
             if main:  # what a killed run of this folder left half-written
                 for sub in ("", "checkpoints", "samples"):
@@ -785,9 +793,8 @@ def _refuse_existing_run(out: str) -> None:
     if ckpts:
         found.append(f"{len(ckpts)} checkpoint(s) up to {os.path.basename(ckpts[-1])}")
     if found:
-        raise FileExistsError(f"{out} already holds a run ({', '.join(found)}): continue it with --resume "
-                              f"(Trainer.fit(resume=True)), or write the new run elsewhere with --out; nothing "
-                              f"was overwritten")
+        raise FileExistsError(f"{out} already holds a run ({', '.join(found)}): continue it with --resume, "
+                              f"or write the new run elsewhere with --out; nothing was overwritten")
 
 
 # Consecutive float16 steps a gradient scaler may skip before the trainer warns: a

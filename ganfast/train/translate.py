@@ -94,7 +94,7 @@ def run_translate(args: argparse.Namespace) -> int:
 
     from ..data.folder import decode_image
     from ..models.method import Method
-    from .checkpoint import load_checkpoint, resolve_checkpoint
+    from .checkpoint import load_resolved
     from .trainer import model_from_checkpoint
 
     if args.batch_size < 1:
@@ -115,7 +115,7 @@ def run_translate(args: argparse.Namespace) -> int:
             os.path.realpath(os.path.join(args.out, inputs[0][1])) == os.path.realpath(args.input):
         return _fail(f"--out {args.out} would replace the input {args.input} by its translation")
     try:
-        state = load_checkpoint(resolve_checkpoint(args.ckpt))
+        state = load_resolved(args.ckpt)
     except (FileNotFoundError, ValueError) as err:
         return _fail(f"--ckpt: {err}")
     model = model_from_checkpoint(state, ema=not args.no_ema)

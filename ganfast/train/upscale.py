@@ -76,7 +76,7 @@ def run_upscale(args: argparse.Namespace) -> int:
     import torch
 
     from ..data.folder import decode_image
-    from .checkpoint import load_checkpoint, resolve_checkpoint
+    from .checkpoint import load_resolved
     from .grid import save_image_grid
     from .trainer import model_from_checkpoint
     from .translate import image_inputs, write_png
@@ -97,7 +97,7 @@ def run_upscale(args: argparse.Namespace) -> int:
             os.path.realpath(os.path.join(args.out, inputs[0][1])) == os.path.realpath(args.input):
         return _fail(f"--out {args.out} would replace the input {args.input} by its super-resolution")
     try:
-        state = load_checkpoint(resolve_checkpoint(args.ckpt))
+        state = load_resolved(args.ckpt)
     except (FileNotFoundError, ValueError) as err:
         return _fail(f"--ckpt: {err}")
     model = model_from_checkpoint(state, ema=not args.no_ema)
