@@ -335,13 +335,21 @@ def _number_text(minimum, maximum, positive, finite) -> str:
     return " ".join(words + ["number"])
 
 
-def check_input_dtype_matches(x: Any, weight: Tensor, layer: str) -> None:
+def check_input_dtype_matches(x: Any, weight: Any, layer: str) -> None:
     """A layer's input has its weights' floating dtype, unless autocast is on for the input's device.
+
+    ``weight`` is the weight tensor, or the module holding it (then a parametrised weight is not computed).
 
     Raises:
         TypeError: naming the layer, both dtypes and the fixes (torch's own
             message, "expected scalar type Half but found Float", names none).
     """
+    # A parametrised weight (torch.nn.utils.parametrizations.spectral_norm) is read through its original:
+    # reading ``module.weight`` would run the parametrisation, a power iteration in training mode, once more.
+    if not isinstance(weight, Tensor):
+        module = weight
+        par = getattr(module, "parametrizations", None)
+        weight = par["weight"].original if par is not None and "weight" in par else module.weight
     if not isinstance(x, Tensor) or not x.is_floating_point() or x.dtype == weight.dtype:
         return
     if torch.is_autocast_enabled(x.device.type):

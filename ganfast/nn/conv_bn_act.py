@@ -127,7 +127,7 @@ class FusedConvBNAct(nn.Module):
                 and not torch.is_autocast_enabled(x.device.type))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input_dtype_matches(x, self.conv.weight, type(self).__name__)
+        check_input_dtype_matches(x, self.conv, type(self).__name__)
         if self._runs_aten(x):
             # The children run exactly as in the unconverted model (same checks, the
             # running statistics and num_batches_tracked updated by the BatchNorm

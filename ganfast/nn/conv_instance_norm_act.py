@@ -76,7 +76,7 @@ class _FusedConvInstanceNormAct(nn.Module):
                 and not torch.is_autocast_enabled(y.device.type))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input_dtype_matches(x, self.conv.weight, type(self).__name__)
+        check_input_dtype_matches(x, self.conv, type(self).__name__)
         y = self.conv(x)
         if self._runs_aten(y) or not y.dtype.is_floating_point:
             return self._activation(self.norm(y))
